@@ -1,0 +1,2 @@
+//! Placeholder until the policy bench lands in this change.
+fn main() {}

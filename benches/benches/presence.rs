@@ -1,0 +1,2 @@
+//! Placeholder until the presence bench lands in this change.
+fn main() {}

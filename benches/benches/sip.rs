@@ -1,0 +1,2 @@
+//! Placeholder until the sip bench lands in this change.
+fn main() {}

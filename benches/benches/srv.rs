@@ -1,0 +1,2 @@
+//! Placeholder until the srv bench lands in this change.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the xmpp bench lands in this change.
+fn main() {}

@@ -1,0 +1,1 @@
+//! fedgate-node (under construction in this change).

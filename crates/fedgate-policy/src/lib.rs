@@ -1,0 +1,1 @@
+//! fedgate-policy (under construction in this change).

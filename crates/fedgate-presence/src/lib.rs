@@ -1,0 +1,1 @@
+//! fedgate-presence (under construction in this change).

@@ -1,0 +1,1 @@
+//! fedgate-sip (under construction in this change).

@@ -1,0 +1,1 @@
+//! fedgate-srv (under construction in this change).

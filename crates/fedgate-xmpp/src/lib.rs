@@ -1,0 +1,1 @@
+//! fedgate-xmpp (under construction in this change).
