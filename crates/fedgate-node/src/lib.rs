@@ -1,11 +1,23 @@
 //! # fedgate-node
 //!
-//! The tokio side of fedgate: transports, timers, the DNS adapter, configuration and the
-//! node core. This round it holds the DNS adapter only: [`dns::DnsLookup`], the
-//! [`fedgate_srv::SrvLookup`] implementation over real DNS, with its TTL cache.
+//! The tokio side of fedgate: the drivers that own sockets and timers around the sans-IO
+//! protocol cores. Only this crate (and the binaries) depend on tokio.
 //!
-//! It does not (yet) hold the TCP/TLS/UDP drivers, the node configuration or the core.
+//! What it holds today:
+//! - [`dns`]: [`dns::DnsLookup`], the [`fedgate_srv::SrvLookup`] implementation over real
+//!   DNS (a small client on hickory-proto) with its bounded TTL cache;
+//! - [`sip`]: SIP over UDP, TCP and TLS ([`sip::SipTransport`]): one task per connection
+//!   owning its socket and a `fedgate_sip::StreamFramer`, mutual TLS with RFC 5922 name
+//!   checks, RFC 5626 keep-alives, idle timeouts, reconnect with backoff, answers to bad
+//!   input, and bounded queues and connection counts;
+//! - [`tls`]: rustls configuration (ring provider), PEM loading, self-signed certificates
+//!   for demos and tests, and the DNS names a certificate is valid for.
+//!
+//! Not yet here (later issues): the XMPP s2s/c2s drivers, the node configuration and the
+//! core that joins local users, SIP and XMPP.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod dns;
+pub mod sip;
+pub mod tls;

@@ -1,0 +1,156 @@
+//! A small load program for the SIP transport, on loopback, over mutual TLS.
+//!
+//! ```text
+//! cargo run -p fedgate-node --example sip_load -- [N messages] [K idle connections] [window]
+//! ```
+//!
+//! 1. Throughput: transport A sends N MESSAGE requests to transport B over one TLS
+//!    connection, B answers each with a 200, with at most `window` (default 32)
+//!    outstanding; prints transactions per second.
+//! 2. Memory: B listens on K more ports; A sends one MESSAGE to each (one outbound TLS
+//!    connection in A and one inbound in B per port) and the 200s come back; the
+//!    connections then sit idle. Prints the VmRSS growth (from /proc/self/status)
+//!    divided by K (per connection pair) and by 2K (per connection). Each pair also
+//!    counts one listener socket and its accept task, so the figure is an upper bound.
+//!    The issue's target: ≤ 64 KiB per idle TLS connection.
+//!
+//! Build without `--release` for a quick check; figures for the record need `--release`.
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fedgate_node::sip::reply::response_from_salvage;
+use fedgate_node::sip::{SendError, SipTransport, Target, TransportConfig, TransportLimits};
+use fedgate_node::tls::{ClientAuth, TlsSettings, self_signed};
+use fedgate_sip::{Message, Salvage};
+
+const FABRIKAM: &str = "sip.fabrikam.example";
+const CONTOSO: &str = "sip.contoso.example";
+
+fn vm_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn request(i: usize) -> Result<Message, Box<dyn Error>> {
+    let body = "load test message";
+    let wire = format!(
+        "MESSAGE sip:bob@contoso.example SIP/2.0\r\n\
+Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKload{i}\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@fabrikam.example>;tag=a1\r\n\
+To: <sip:bob@contoso.example>\r\n\
+Call-ID: load{i}@fabrikam.example\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Ok(Message::parse(Bytes::from(wire))?)
+}
+
+fn ok_for(req: &Message) -> Option<Message> {
+    let s = Salvage {
+        start: Some(req.start.clone()),
+        headers: req.headers.clone(),
+    };
+    Message::parse(response_from_salvage(&s, 200)?).ok()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(Ok(10_000), |s| s.parse())?;
+    let k: usize = args.next().map_or(Ok(200), |s| s.parse())?;
+    let window: usize = args.next().map_or(Ok(32), |s| s.parse())?;
+
+    let (a_cert, b_cert) = (self_signed(&[FABRIKAM])?, self_signed(&[CONTOSO])?);
+    let cfg = TransportConfig {
+        limits: TransportLimits {
+            max_connections_per_ip: k + 16,
+            ..TransportLimits::DEFAULT
+        },
+        ..TransportConfig::default()
+    };
+    let tls =
+        |me: &fedgate_node::tls::SelfSigned, peer: &fedgate_node::tls::SelfSigned| TlsSettings {
+            identity: Some(me.identity()),
+            roots: vec![peer.cert.clone()],
+            client_auth: ClientAuth::Required,
+        };
+    let (a, mut a_rx) = SipTransport::new(cfg, Some(&tls(&a_cert, &b_cert)))?;
+    let (b, mut b_rx) = SipTransport::new(cfg, Some(&tls(&b_cert, &a_cert)))?;
+
+    // B answers every request with a 200 on the connection it came on.
+    let b2 = b.clone();
+    tokio::spawn(async move {
+        while let Some(inb) = b_rx.recv().await {
+            if let Some(ok) = ok_for(&inb.message) {
+                let _ = b2.reply(&inb.source, &ok);
+            }
+        }
+    });
+
+    // 1. Throughput over one connection.
+    let addr = b.listen_tls("127.0.0.1:0".parse()?).await?;
+    let target = Target::tls(addr, CONTOSO);
+    let t0 = Instant::now();
+    let (mut sent, mut done, mut in_flight) = (0usize, 0usize, 0usize);
+    while done < n {
+        while in_flight < window && sent < n {
+            match a.send(&target, &request(sent)?) {
+                Ok(()) => {
+                    sent += 1;
+                    in_flight += 1;
+                }
+                Err(SendError::QueueFull(_)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(10), a_rx.recv())
+            .await?
+            .ok_or("inbound closed")?;
+        if resp.message.status().is_some_and(|s| s.as_u16() == 200) {
+            done += 1;
+            in_flight -= 1;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "throughput: {n} MESSAGE + 200 over 1 TLS connection in {secs:.3} s = {:.0} transactions/s ({:.0} messages/s), window {window}",
+        n as f64 / secs,
+        2.0 * n as f64 / secs
+    );
+
+    // 2. Memory per idle TLS connection.
+    let mut targets = Vec::with_capacity(k);
+    for _ in 0..k {
+        targets.push(Target::tls(
+            b.listen_tls("127.0.0.1:0".parse()?).await?,
+            CONTOSO,
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = vm_rss_kib().ok_or("no /proc/self/status")?;
+    for (i, t) in targets.iter().enumerate() {
+        a.send(t, &request(n + i)?)?;
+    }
+    for _ in 0..k {
+        tokio::time::timeout(Duration::from_secs(30), a_rx.recv())
+            .await?
+            .ok_or("inbound closed")?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = vm_rss_kib().ok_or("no /proc/self/status")?;
+    let open = a.connection_count() + b.connection_count();
+    let delta = after.saturating_sub(before);
+    println!(
+        "idle TLS: {k} connection pairs ({open} connections open), VmRSS {before} KiB -> {after} KiB: \
+         {:.1} KiB per pair, {:.1} KiB per connection (target <= 64 KiB)",
+        delta as f64 / k as f64,
+        delta as f64 / (2 * k) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The SIP transport: tokio drivers for UDP, TCP and TLS that the transaction layer
+//! (`fedgate-sip-txn`) sits on.
+//!
+//! **What it does**
+//! - Listens ([`SipTransport::listen_tcp`], [`SipTransport::listen_tls`],
+//!   [`SipTransport::bind_udp`]) and connects ([`SipTransport::send`] to a [`Target`]),
+//!   reusing an open outbound connection to the same target (transport, address and TLS
+//!   name): a federation peer keeps a few long-lived TLS connections
+//!   (`max_connections_per_target`).
+//! - Frames streams with [`fedgate_sip::StreamFramer`], parses datagrams with
+//!   [`fedgate_sip::parse_datagram`], and passes every message up as an [`Inbound`]
+//!   (message, [`Source`], verified [`PeerIdentity`]).
+//! - Mutual TLS with rustls (see [`crate::tls`]): the server requires and verifies a client
+//!   certificate when configured ([`crate::tls::ClientAuth`]); outbound, the server's
+//!   certificate must chain to the roots and name the target's server name exactly in its
+//!   subjectAltName (RFC 5922 §7; no wildcards). Inbound, the caller checks a From domain
+//!   against [`SipTransport::peer_names`] / [`Inbound::tls_peer`].
+//! - RFC 5626 keep-alive on streams: a CRLFCRLF ping is answered with a CRLF pong;
+//!   outbound connections ping after `keepalive_interval` without traffic and close
+//!   if no pong (or other traffic) comes within `pong_timeout`. Any connection with
+//!   nothing received for `idle_timeout` is closed.
+//! - Outbound connection failures are retried with capped exponential backoff
+//!   ([`Backoff`]); a target that keeps failing is reported as
+//!   [`SendError::Unreachable`] with a Retry-After.
+//! - Input errors: a message the framer can delimit but the parser refuses is answered
+//!   (400/414/…, built from the salvaged Via, From, To, Call-ID and CSeq) and the
+//!   connection goes on; a framing error (bad, repeated or missing Content-Length,
+//!   header block or body over the size limit) is answered the same way when the
+//!   request is salvageable (400/413/513) and the connection is closed. Responses and
+//!   ACKs are never answered. Each case is logged with `tracing`.
+//! - Limits on everything ([`TransportLimits`]); see the table there.
+//!
+//! **What it does not do**: no transactions, retransmissions or validation beyond
+//! syntax (the transaction layer runs `fedgate_sip::validate` and answers); no Via
+//! `received`/`rport` stamping ([`Source::peer`] is there for the caller); no RFC 5923
+//! connection reuse (an inbound connection is never used for our own requests, only for
+//! responses via [`SipTransport::reply`]); no STUN keep-alive on UDP; no fallback for a
+//! response whose connection has closed (RFC 3261 §18.2.2: the caller gets
+//! [`SendError::ConnectionClosed`]); no DNS (targets are addresses; see [`crate::dns`]).
+//!
+//! # Tasks and channels
+//!
+//! ```text
+//!   listener task (per listen_*) ──accept──▶ connection task (one per TCP/TLS connection)
+//!                                            owns socket + StreamFramer + read buffer
+//!   SipTransport::send ──try_send──▶ [outbound queue, per connection, bounded]──┘   │
+//!     (new target: registers the connection and spawns its task, which connects     │
+//!      with backoff and then runs the same loop)                                     │
+//!   UDP task (per bind_udp) ────────────────────────────────┐                        │
+//!                                                           ▼                        ▼
+//!                                  [inbound channel, bounded, shared] ──▶ Receiver<Inbound>
+//! ```
+//!
+//! The registry (a mutex-guarded map, never held across an await) knows each
+//! connection's outbound queue, peer, identity and target, and counts connections per
+//! peer IP and in total; a connection task's slot removes it on exit. A connection task
+//! whose message finds the inbound channel full keeps it and stops reading its socket
+//! until there is room (TCP backpressure). Sends never wait: a full outbound queue is
+//! [`SendError::QueueFull`] (answer 503).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo(msg: fedgate_sip::Message) -> Result<(), Box<dyn std::error::Error>> {
+//! use fedgate_node::sip::{SipTransport, Target, TransportConfig};
+//! use fedgate_node::tls::{TlsSettings, self_signed};
+//!
+//! let cert = self_signed(&["sip.fabrikam.example"])?;
+//! let tls = TlsSettings { identity: Some(cert.identity()), roots: vec![cert.cert.clone()],
+//!                         ..Default::default() };
+//! let (transport, mut inbound) = SipTransport::new(TransportConfig::default(), Some(&tls))?;
+//! let addr = transport.listen_tls("127.0.0.1:5061".parse()?).await?;
+//! transport.send(&Target::tls(addr, "sip.fabrikam.example"), &msg)?;
+//! while let Some(inb) = inbound.recv().await {
+//!     println!("{:?} from {:?}", inb.message.start, inb.source);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+pub mod reply;
+mod stream;
+mod transport;
+mod udp;
+
+pub use config::{Backoff, Timers, TransportConfig, TransportLimits};
+pub use transport::{
+    ConnectionId, Inbound, PeerIdentity, SendError, SipTransport, Source, Target, TransportError,
+    TransportKind,
+};

@@ -1,0 +1,822 @@
+//! The [`SipTransport`] handle, the connection registry and the listeners.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fedgate_sip::Message;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::config::TransportConfig;
+use super::stream::{self, End};
+use super::udp;
+use crate::tls::{TlsError, TlsSettings, name_matches, sip_domains};
+
+/// The transport protocols the driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// UDP (RFC 3261 §18).
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP (`sips:`, port 5061 for Lync federation).
+    Tls,
+}
+
+impl TransportKind {
+    /// The Via transport token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where to send: a transport, an address, and for TLS the name the peer's certificate
+/// must carry (the SIP domain or the SRV target the address was resolved from).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Transport.
+    pub kind: TransportKind,
+    /// Address.
+    pub addr: SocketAddr,
+    /// Expected TLS server name (required for TLS, ignored otherwise).
+    pub server_name: Option<String>,
+}
+
+impl Target {
+    /// A UDP target.
+    pub fn udp(addr: SocketAddr) -> Target {
+        Target {
+            kind: TransportKind::Udp,
+            addr,
+            server_name: None,
+        }
+    }
+    /// A TCP target.
+    pub fn tcp(addr: SocketAddr) -> Target {
+        Target {
+            kind: TransportKind::Tcp,
+            addr,
+            server_name: None,
+        }
+    }
+    /// A TLS target whose certificate must name `server_name`.
+    pub fn tls(addr: SocketAddr, server_name: impl Into<String>) -> Target {
+        Target {
+            kind: TransportKind::Tls,
+            addr,
+            server_name: Some(server_name.into().to_ascii_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.addr)?;
+        if let Some(n) = &self.server_name {
+            write!(f, " ({n})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Identifies one stream connection for the life of the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// The verified identity of a TLS peer: the SIP domain names of its certificate
+/// (dNSNames and `sip:` URI hosts of the subjectAltName, RFC 5922 §7.1), present only
+/// when its certificate chain was verified against the configured roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    names: Vec<String>,
+}
+
+impl PeerIdentity {
+    pub(crate) fn from_certs(certs: Option<&[CertificateDer<'static>]>) -> Option<PeerIdentity> {
+        let ee = certs?.first()?;
+        Some(PeerIdentity {
+            names: sip_domains(ee).unwrap_or_default(),
+        })
+    }
+    /// The names, lower-cased.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// True if `domain` is one of the names, exactly (no wildcards): check a request's
+    /// From domain against the connection it came on.
+    pub fn matches(&self, domain: &str) -> bool {
+        name_matches(&self.names, domain)
+    }
+}
+
+/// Where an inbound message came from, and where its responses go back
+/// ([`SipTransport::reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source {
+    /// Transport.
+    pub transport: TransportKind,
+    /// The peer's address (for the Via `received`/`rport` check).
+    pub peer: SocketAddr,
+    /// Our address the message arrived at.
+    pub local: SocketAddr,
+    /// The stream connection (`None` for UDP).
+    pub connection: Option<ConnectionId>,
+}
+
+/// A message received from the network, passed up to the transaction layer. Only syntax
+/// has been checked (the codec's parse); run `fedgate_sip::validate` before acting.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The message.
+    pub message: Message,
+    /// Where it came from.
+    pub source: Source,
+    /// The verified TLS identity of the connection, if any.
+    pub tls_peer: Option<Arc<PeerIdentity>>,
+}
+
+/// Why a message could not be handed to the network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection's outbound queue is full: answer 503 with Retry-After.
+    #[error("outbound queue of {0} is full")]
+    QueueFull(ConnectionId),
+    /// The UDP socket's send buffer is full.
+    #[error("UDP socket is busy")]
+    UdpBusy,
+    /// The connection is gone (for a response: RFC 3261 §18.2.2 fallbacks are the caller's).
+    #[error("connection {0} is closed")]
+    ConnectionClosed(ConnectionId),
+    /// The target failed its last connection attempts; retry after this long.
+    #[error("target unreachable, retry after {retry_after:?}")]
+    Unreachable {
+        /// Time left before a new attempt is allowed.
+        retry_after: Duration,
+    },
+    /// `max_connections` stream connections are open.
+    #[error("too many connections")]
+    TooManyConnections,
+    /// A TLS target, but the transport has no TLS client configuration.
+    #[error("TLS is not configured")]
+    TlsNotConfigured,
+    /// A TLS target without a valid server name.
+    #[error("bad or missing TLS server name {0:?}")]
+    BadServerName(Option<String>),
+    /// A UDP target, but no UDP socket is bound.
+    #[error("no UDP socket is bound")]
+    UdpNotBound,
+    /// The message is larger than `max_udp_datagram`.
+    #[error("message of {0} bytes is too large for UDP")]
+    MessageTooLarge(usize),
+    /// The transport is shut down.
+    #[error("transport is shut down")]
+    ShutDown,
+    /// The socket refused the datagram.
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl SendError {
+    /// How long the caller should wait before trying again, for a 503 Retry-After.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Unreachable { retry_after } => Some(*retry_after),
+            SendError::QueueFull(_) | SendError::UdpBusy | SendError::TooManyConnections => {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why the transport could not start or listen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Binding failed.
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    /// `listen_tls` without a TLS server configuration.
+    #[error("TLS server is not configured")]
+    TlsNotConfigured,
+}
+
+struct Entry {
+    tx: mpsc::Sender<Bytes>,
+    peer: SocketAddr,
+    inbound: bool,
+    identity: Option<Arc<PeerIdentity>>,
+    target: Option<Target>,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<ConnectionId, Entry>,
+    by_target: HashMap<Target, Vec<ConnectionId>>,
+    per_ip: HashMap<IpAddr, usize>,
+    unreachable: HashMap<Target, Instant>,
+}
+
+/// State shared by the handle and every task.
+pub(crate) struct Shared {
+    pub(crate) cfg: TransportConfig,
+    acceptor: Option<TlsAcceptor>,
+    connector: Option<TlsConnector>,
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    reg: Mutex<Registry>,
+    next_id: AtomicU64,
+    udp: Mutex<Option<Arc<std::net::UdpSocket>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn reg(&self) -> MutexGuard<'_, Registry> {
+        self.reg.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn new_id(&self) -> ConnectionId {
+        ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn admit_inbound(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+    ) -> Result<(Slot, mpsc::Receiver<Bytes>), &'static str> {
+        let lim = &self.cfg.limits;
+        let mut reg = self.reg();
+        if reg.conns.len() >= lim.max_connections {
+            return Err("max_connections");
+        }
+        let n = reg.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if n >= lim.max_connections_per_ip {
+            return Err("max_connections_per_ip");
+        }
+        reg.per_ip.insert(peer.ip(), n + 1);
+        let (tx, rx) = mpsc::channel(lim.outbound_queue.max(1));
+        let id = self.new_id();
+        reg.conns.insert(
+            id,
+            Entry {
+                tx,
+                peer,
+                inbound: true,
+                identity: None,
+                target: None,
+            },
+        );
+        Ok((
+            Slot {
+                shared: self.clone(),
+                id,
+            },
+            rx,
+        ))
+    }
+
+    pub(crate) fn set_identity(&self, id: ConnectionId, ident: Option<Arc<PeerIdentity>>) {
+        if let Some(e) = self.reg().conns.get_mut(&id) {
+            e.identity = ident;
+        }
+    }
+
+    fn mark_unreachable(&self, target: &Target, for_: Duration) {
+        let mut reg = self.reg();
+        let now = Instant::now();
+        // Bounded: expired marks are dropped whenever one is added.
+        reg.unreachable.retain(|_, until| *until > now);
+        if reg.unreachable.len() < self.cfg.limits.max_connections {
+            reg.unreachable.insert(target.clone(), now + for_);
+        }
+    }
+
+    fn release(&self, id: ConnectionId) {
+        let mut reg = self.reg();
+        let Some(e) = reg.conns.remove(&id) else {
+            return;
+        };
+        if e.inbound
+            && let Some(n) = reg.per_ip.get_mut(&e.peer.ip())
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                reg.per_ip.remove(&e.peer.ip());
+            }
+        }
+        if let Some(t) = e.target
+            && let Some(v) = reg.by_target.get_mut(&t)
+        {
+            v.retain(|c| *c != id);
+            if v.is_empty() {
+                reg.by_target.remove(&t);
+            }
+        }
+    }
+
+    pub(crate) fn acceptor(&self) -> Option<&TlsAcceptor> {
+        self.acceptor.as_ref()
+    }
+}
+
+/// A registered connection; dropping it removes the connection from the registry.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    pub(crate) id: ConnectionId,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.release(self.id);
+    }
+}
+
+/// Sends the shutdown signal when the last [`SipTransport`] clone is dropped.
+struct Lifetime(Arc<Shared>);
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
+}
+
+/// The handle to the SIP transport: cheap to clone, `Send + Sync`. Dropping the last
+/// clone (or [`SipTransport::shutdown`]) stops every listener and connection task.
+#[derive(Clone)]
+pub struct SipTransport {
+    shared: Arc<Shared>,
+    _life: Arc<Lifetime>,
+}
+
+impl fmt::Debug for SipTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipTransport")
+            .field("connections", &self.connection_count())
+            .field("tls_server", &self.shared.acceptor.is_some())
+            .field("tls_client", &self.shared.connector.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SipTransport {
+    /// A transport with this configuration; `tls` gives the TLS client configuration (and
+    /// the server one when it holds an identity). Returns the handle and the receiving
+    /// end of the inbound channel (depth `limits.inbound_queue`).
+    pub fn new(
+        cfg: TransportConfig,
+        tls: Option<&TlsSettings>,
+    ) -> Result<(SipTransport, mpsc::Receiver<Inbound>), TransportError> {
+        let (acceptor, connector) = match tls {
+            None => (None, None),
+            Some(t) => {
+                let acceptor = match &t.identity {
+                    Some(_) => Some(TlsAcceptor::from(t.server_config()?)),
+                    None => None,
+                };
+                (acceptor, Some(TlsConnector::from(t.client_config()?)))
+            }
+        };
+        let (tx, rx) = mpsc::channel(cfg.limits.inbound_queue.max(1));
+        let shared = Arc::new(Shared {
+            cfg,
+            acceptor,
+            connector,
+            inbound: tx,
+            reg: Mutex::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            udp: Mutex::new(None),
+            shutdown: watch::channel(false).0,
+        });
+        let life = Arc::new(Lifetime(shared.clone()));
+        Ok((
+            SipTransport {
+                shared,
+                _life: life,
+            },
+            rx,
+        ))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TransportConfig {
+        &self.shared.cfg
+    }
+
+    /// Listens for TCP connections; returns the bound address.
+    pub async fn listen_tcp(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        self.listen(addr, TransportKind::Tcp).await
+    }
+
+    /// Listens for TLS connections; returns the bound address.
+    pub async fn listen_tls(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        if self.shared.acceptor.is_none() {
+            return Err(TransportError::TlsNotConfigured);
+        }
+        self.listen(addr, TransportKind::Tls).await
+    }
+
+    async fn listen(
+        &self,
+        addr: SocketAddr,
+        kind: TransportKind,
+    ) -> Result<SocketAddr, TransportError> {
+        let l = TcpListener::bind(addr).await?;
+        let local = l.local_addr()?;
+        tokio::spawn(accept_loop(self.shared.clone(), l, kind));
+        tracing::info!(%local, %kind, "SIP listening");
+        Ok(local)
+    }
+
+    /// Binds the UDP socket (one per transport) used to receive and to send to UDP
+    /// targets; returns its address.
+    pub async fn bind_udp(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        // Two handles on one socket: tokio's for the receive loop, a plain non-blocking
+        // one for sends, so that a send never waits and fails only when the socket
+        // buffer is really full (tokio's `try_send_to` also fails before the first
+        // readiness event).
+        let std_sock = std::net::UdpSocket::bind(addr)?;
+        std_sock.set_nonblocking(true)?;
+        let sender = Arc::new(std_sock.try_clone()?);
+        let s = Arc::new(UdpSocket::from_std(std_sock)?);
+        let local = s.local_addr()?;
+        *self
+            .shared
+            .udp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+        tokio::spawn(udp::run(self.shared.clone(), s, sender, local));
+        tracing::info!(%local, "SIP listening (UDP)");
+        Ok(local)
+    }
+
+    /// Queues `msg` for `target`, on an existing outbound connection to it if one has
+    /// room, else on a new one (connected in the background, with backoff). Never waits:
+    /// a full queue is an error the caller turns into a 503.
+    pub fn send(&self, target: &Target, msg: &Message) -> Result<(), SendError> {
+        let bytes = msg.to_bytes();
+        if target.kind == TransportKind::Udp {
+            return self.send_udp(target.addr, &bytes);
+        }
+        if *self.shared.shutdown.borrow() {
+            return Err(SendError::ShutDown);
+        }
+        let lim = &self.shared.cfg.limits;
+        let mut reg = self.shared.reg();
+        if let Some(until) = reg.unreachable.get(target).copied() {
+            let now = Instant::now();
+            if until > now {
+                return Err(SendError::Unreachable {
+                    retry_after: until - now,
+                });
+            }
+            reg.unreachable.remove(target);
+        }
+        let ids = reg.by_target.get(target).cloned().unwrap_or_default();
+        let mut best: Option<(ConnectionId, usize)> = None;
+        let mut open = 0;
+        for id in ids {
+            let Some(e) = reg.conns.get(&id) else {
+                continue;
+            };
+            if e.tx.is_closed() {
+                continue;
+            }
+            open += 1;
+            let cap = e.tx.capacity();
+            if best.is_none_or(|(_, c)| cap > c) {
+                best = Some((id, cap));
+            }
+        }
+        if let Some((id, cap)) = best
+            && (cap > 0 || open >= lim.max_connections_per_target)
+        {
+            let e = reg.conns.get(&id).ok_or(SendError::ConnectionClosed(id))?;
+            return match e.tx.try_send(bytes) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(id)),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::ConnectionClosed(id)),
+            };
+        }
+        // A new outbound connection.
+        if target.kind == TransportKind::Tls {
+            if self.shared.connector.is_none() {
+                return Err(SendError::TlsNotConfigured);
+            }
+            let ok = target
+                .server_name
+                .as_deref()
+                .is_some_and(|n| ServerName::try_from(n).is_ok());
+            if !ok {
+                return Err(SendError::BadServerName(target.server_name.clone()));
+            }
+        }
+        if reg.conns.len() >= lim.max_connections {
+            return Err(SendError::TooManyConnections);
+        }
+        let (tx, rx) = mpsc::channel(lim.outbound_queue.max(1));
+        let id = self.shared.new_id();
+        // Capacity is at least one: this cannot fail.
+        tx.try_send(bytes).map_err(|_| SendError::QueueFull(id))?;
+        reg.conns.insert(
+            id,
+            Entry {
+                tx,
+                peer: target.addr,
+                inbound: false,
+                identity: None,
+                target: Some(target.clone()),
+            },
+        );
+        reg.by_target.entry(target.clone()).or_default().push(id);
+        drop(reg);
+        let slot = Slot {
+            shared: self.shared.clone(),
+            id,
+        };
+        tokio::spawn(outbound(self.shared.clone(), slot, target.clone(), rx));
+        Ok(())
+    }
+
+    fn send_udp(&self, addr: SocketAddr, bytes: &[u8]) -> Result<(), SendError> {
+        if bytes.len() > self.shared.cfg.limits.max_udp_datagram {
+            return Err(SendError::MessageTooLarge(bytes.len()));
+        }
+        let sock = self
+            .shared
+            .udp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(SendError::UdpNotBound)?;
+        match sock.send_to(bytes, addr) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendError::UdpBusy),
+            Err(e) => Err(SendError::Io(e)),
+        }
+    }
+
+    /// Sends `msg` (normally a response) back the way a message came: on its stream
+    /// connection, or to its UDP source address.
+    pub fn reply(&self, source: &Source, msg: &Message) -> Result<(), SendError> {
+        let Some(id) = source.connection else {
+            return self.send_udp(source.peer, &msg.to_bytes());
+        };
+        self.send_on(id, msg)
+    }
+
+    /// Queues `msg` on one connection.
+    pub fn send_on(&self, id: ConnectionId, msg: &Message) -> Result<(), SendError> {
+        let reg = self.shared.reg();
+        let e = reg.conns.get(&id).ok_or(SendError::ConnectionClosed(id))?;
+        match e.tx.try_send(msg.to_bytes()) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(id)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::ConnectionClosed(id)),
+        }
+    }
+
+    /// The verified TLS names of a connection's peer (empty for TCP, for a TLS peer
+    /// without a certificate, or a closed connection): check a From domain against them
+    /// with [`crate::tls::name_matches`] or [`PeerIdentity::matches`].
+    pub fn peer_names(&self, id: ConnectionId) -> Vec<String> {
+        self.peer_identity(id)
+            .map(|p| p.names.clone())
+            .unwrap_or_default()
+    }
+
+    /// The verified TLS identity of a connection's peer.
+    pub fn peer_identity(&self, id: ConnectionId) -> Option<Arc<PeerIdentity>> {
+        self.shared.reg().conns.get(&id)?.identity.clone()
+    }
+
+    /// Open stream connections (both directions, TLS handshakes included).
+    pub fn connection_count(&self) -> usize {
+        self.shared.reg().conns.len()
+    }
+
+    /// Open outbound connections to `target`.
+    pub fn connections_to(&self, target: &Target) -> usize {
+        self.shared
+            .reg()
+            .by_target
+            .get(target)
+            .map_or(0, |v| v.len())
+    }
+
+    /// Stops every listener and connection (queued messages are dropped).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, l: TcpListener, kind: TransportKind) {
+    let mut stop = shared.shutdown_signal();
+    if *stop.borrow_and_update() {
+        return;
+    }
+    loop {
+        let r = tokio::select! {
+            r = l.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (tcp, peer) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        match shared.admit_inbound(peer) {
+            Ok((slot, rx)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(inbound(shared.clone(), slot, tcp, peer, kind, rx));
+            }
+            Err(limit) => {
+                tracing::debug!(%peer, limit, "SIP connection refused: limit reached");
+                drop(tcp);
+            }
+        }
+    }
+}
+
+async fn inbound(
+    shared: Arc<Shared>,
+    slot: Slot,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: TransportKind,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    let Ok(local) = tcp.local_addr() else {
+        return;
+    };
+    let source = Source {
+        transport: kind,
+        peer,
+        local,
+        connection: Some(slot.id),
+    };
+    let end = match kind {
+        TransportKind::Tls => {
+            let Some(acceptor) = shared.acceptor().cloned() else {
+                return;
+            };
+            let hs =
+                tokio::time::timeout(shared.cfg.timers.handshake_timeout, acceptor.accept(tcp))
+                    .await;
+            let tls = match hs {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let ident = PeerIdentity::from_certs(tls.get_ref().1.peer_certificates()).map(Arc::new);
+            shared.set_identity(slot.id, ident.clone());
+            tracing::debug!(%peer, conn = %slot.id, names = ?ident.as_ref().map(|i| i.names()), "TLS connection accepted");
+            stream::run(&shared, tls, source, ident, &mut rx, false).await
+        }
+        _ => stream::run(&shared, tcp, source, None, &mut rx, false).await,
+    };
+    tracing::debug!(%peer, conn = %slot.id, reason = ?end.close, "SIP connection closed");
+}
+
+enum Connected {
+    Tcp(TcpStream),
+    Tls(
+        Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        Arc<PeerIdentity>,
+    ),
+}
+
+async fn connect(shared: &Shared, target: &Target) -> Result<Connected, String> {
+    let t = &shared.cfg.timers;
+    let tcp = match tokio::time::timeout(t.connect_timeout, TcpStream::connect(target.addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect: {e}")),
+        Err(_) => return Err("connect timed out".into()),
+    };
+    let _ = tcp.set_nodelay(true);
+    if target.kind != TransportKind::Tls {
+        return Ok(Connected::Tcp(tcp));
+    }
+    let connector = shared.connector.clone().ok_or("TLS is not configured")?;
+    let name = target.server_name.clone().ok_or("no server name")?;
+    let sn = ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
+    let tls = match tokio::time::timeout(t.handshake_timeout, connector.connect(sn, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
+        Err(_) => return Err("TLS handshake timed out".into()),
+    };
+    let ident = PeerIdentity::from_certs(tls.get_ref().1.peer_certificates())
+        .ok_or("server sent no certificate")?;
+    // webpki has verified the name (wildcards allowed); RFC 5922 wants an exact match.
+    if !ident.matches(&name) {
+        return Err(format!(
+            "certificate names {:?}, not exactly {name}",
+            ident.names()
+        ));
+    }
+    Ok(Connected::Tls(Box::new(tls), Arc::new(ident)))
+}
+
+async fn outbound(shared: Arc<Shared>, slot: Slot, target: Target, mut rx: mpsc::Receiver<Bytes>) {
+    let mut failures: u32 = 0;
+    let mut stop = shared.shutdown_signal();
+    let backoff = shared.cfg.backoff;
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let why = match connect(&shared, &target).await {
+            Ok(c) => {
+                let local = match &c {
+                    Connected::Tcp(s) => s.local_addr(),
+                    Connected::Tls(s, _) => s.get_ref().0.local_addr(),
+                };
+                let source = Source {
+                    transport: target.kind,
+                    peer: target.addr,
+                    local: local.unwrap_or(target.addr),
+                    connection: Some(slot.id),
+                };
+                tracing::debug!(%target, conn = %slot.id, "SIP connection established");
+                let end: End = match c {
+                    Connected::Tcp(s) => stream::run(&shared, s, source, None, &mut rx, true).await,
+                    Connected::Tls(s, id) => {
+                        shared.set_identity(slot.id, Some(id.clone()));
+                        stream::run(&shared, *s, source, Some(id), &mut rx, true).await
+                    }
+                };
+                tracing::debug!(%target, conn = %slot.id, reason = ?end.close, "SIP connection closed");
+                if !end.close.is_broken() || rx.is_empty() {
+                    // New sends now see a closed queue and open a new connection;
+                    // anything that slipped in meanwhile is lost (the transaction layer
+                    // retransmits or times out).
+                    rx.close();
+                    if !rx.is_empty() {
+                        tracing::info!(%target, dropped = rx.len(), "messages dropped at close");
+                    }
+                    return;
+                }
+                if end.received_any {
+                    failures = 0;
+                }
+                format!("connection lost: {:?}", end.close)
+            }
+            Err(e) => e,
+        };
+        failures += 1;
+        let delay = backoff.delay(failures);
+        if failures >= backoff.attempts {
+            tracing::warn!(%target, error = %why, dropped = rx.len(), retry_after = ?delay,
+                "SIP target unreachable; queued messages dropped");
+            shared.mark_unreachable(&target, delay);
+            return;
+        }
+        tracing::info!(%target, error = %why, attempt = failures, ?delay, "SIP connect failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
