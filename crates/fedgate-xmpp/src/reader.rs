@@ -1052,7 +1052,16 @@ impl StreamReader {
             {
                 return Ok(());
             }
-            return Err(nwf("character data before the stream header", at));
+            // Report the first offending byte, so the offset does not depend on how the
+            // text was split into chunks.
+            let skip = text
+                .bytes()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(0);
+            return Err(nwf(
+                "character data before the stream header",
+                at + skip as u64,
+            ));
         }
         Err(ReadError::BadFormat("character data between stanzas"))
     }
@@ -1562,6 +1571,19 @@ mod tests {
         assert_eq!(stanza_err("<message <a/>"), C::NotWellFormed);
         assert_eq!(err_of("hello<stream:stream>").condition(), C::NotWellFormed);
         assert_eq!(err_of("</stream:stream>").condition(), C::NotWellFormed);
+    }
+
+    /// Found by the `xmpp_reader` fuzz target: text before the stream header reported
+    /// a different offset when its leading whitespace came in an earlier chunk.
+    #[test]
+    fn text_before_the_header_reports_the_same_error_in_any_chunking() {
+        let input = b" \n x<stream:stream/>";
+        let whole = run_all(input, input.len());
+        let err = whole.1.clone().expect("an error");
+        assert_eq!(err.condition(), C::NotWellFormed);
+        for chunk in 1..input.len() {
+            assert_eq!(run_all(input, chunk), whole, "chunk size {chunk}");
+        }
     }
 
     #[test]
