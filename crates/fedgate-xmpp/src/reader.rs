@@ -304,13 +304,16 @@ impl StreamReader {
             self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&data[..take]);
             self.carry_len += take;
             data = &data[take..];
-            if self.carry_len < need {
-                return;
-            }
-            self.carry_len = 0;
-            match std::str::from_utf8(&self.carry[..need]) {
-                Ok(c) => self.buf.push_str(c),
+            // Judge what has arrived of the sequence now: a byte that cannot continue it
+            // is an error at once, whether or not the rest has come yet.
+            match std::str::from_utf8(&self.carry[..self.carry_len]) {
+                Ok(c) => {
+                    self.buf.push_str(c);
+                    self.carry_len = 0;
+                }
+                Err(e) if e.error_len().is_none() && self.carry_len < need => return,
                 Err(_) => {
+                    self.carry_len = 0;
                     self.bad_utf8 = Some(self.offset + self.buf.len() as u64);
                     return;
                 }
@@ -1581,6 +1584,21 @@ mod tests {
         let whole = run_all(input, input.len());
         let err = whole.1.clone().expect("an error");
         assert_eq!(err.condition(), C::NotWellFormed);
+        for chunk in 1..input.len() {
+            assert_eq!(run_all(input, chunk), whole, "chunk size {chunk}");
+        }
+    }
+
+    /// Found by the `xmpp_reader` fuzz target: a lead byte at the end of one chunk and a
+    /// byte that cannot continue it in the next went unnoticed.
+    #[test]
+    fn a_broken_utf8_sequence_split_across_chunks_is_not_well_formed() {
+        let input = b" \xE2\x00";
+        let whole = run_all(input, input.len());
+        assert_eq!(
+            whole.1.as_ref().map(|e| e.condition()),
+            Some(C::NotWellFormed)
+        );
         for chunk in 1..input.len() {
             assert_eq!(run_all(input, chunk), whole, "chunk size {chunk}");
         }
