@@ -13,11 +13,15 @@
 //! - [`tls`]: rustls configuration (ring provider), PEM loading, self-signed certificates
 //!   for demos and tests, and the DNS names a certificate is valid for.
 //!
-//! Not yet here (later issues): the XMPP s2s/c2s drivers, the node configuration and the
-//! core that joins local users, SIP and XMPP.
+//! - [`config`]: the node configuration, one typed struct read from TOML and validated
+//!   before anything listens (every default is written in `examples/fedgate.toml`).
+//!
+//! Not yet here (later issues): the XMPP s2s/c2s drivers and the core that joins local
+//! users, SIP and XMPP.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod dns;
 pub mod sip;
 pub mod tls;
+pub mod config;
