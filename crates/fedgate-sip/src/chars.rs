@@ -121,14 +121,29 @@ pub(crate) fn span(table: &[bool; 256], escapes: bool, s: &[u8]) -> usize {
 pub(crate) fn ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut parts = [0u8; 4];
     let mut n = 0;
-    for part in s.split(|c| *c == b'.') {
-        if n == 4 || part.is_empty() || part.len() > 3 {
+    let mut v: u32 = 0;
+    let mut digits = 0;
+    for &c in s {
+        if c == b'.' {
+            if n == 3 || digits == 0 {
+                return None;
+            }
+            parts[n] = u8::try_from(v).ok()?;
+            n += 1;
+            v = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() && digits < 3 {
+            v = v * 10 + u32::from(c - b'0');
+            digits += 1;
+        } else {
             return None;
         }
-        parts[n] = u8::try_from(digits_u64(part)?).ok()?;
-        n += 1;
     }
-    (n == 4).then(|| std::net::Ipv4Addr::from(parts))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    parts[3] = u8::try_from(v).ok()?;
+    Some(std::net::Ipv4Addr::from(parts))
 }
 
 /// Parses `1*DIGIT` (leading zeros allowed) into a u64; `None` on overflow or
@@ -147,9 +162,180 @@ pub(crate) fn digits_u64(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Position of `c` in a short slice (a plain loop: cheaper than `memchr`'s
-/// dispatch for the few dozen bytes of a URI or parameter).
+/// The index of the first byte at or after `from` that is not in `table` (or
+/// `s.len()`).
 #[inline]
-pub(crate) fn find(s: &[u8], c: u8) -> Option<usize> {
-    s.iter().position(|&b| b == c)
+pub(crate) fn span_table(table: &[bool; 256], s: &[u8], from: usize) -> usize {
+    match s.get(from..) {
+        Some(rest) => {
+            from + rest
+                .iter()
+                .position(|&c| !table[c as usize])
+                .unwrap_or(rest.len())
+        }
+        None => s.len(),
+    }
+}
+
+/// ASCII case-insensitive comparison of `s` with `lower`, which must be all lower
+/// case: up to 24 bytes are compared as three (overlapping) 64-bit words, each
+/// upper-case ASCII letter folded exactly; longer ones byte by byte.
+#[inline]
+pub(crate) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
+    if s.len() != lower.len() {
+        return false;
+    }
+    if s.len() > 24 {
+        return s
+            .iter()
+            .zip(lower)
+            .all(|(x, y)| x.to_ascii_lowercase() == *y);
+    }
+    let (a, b) = (load_words(s), load_words(lower));
+    fold8(a[0]) == b[0] && fold8(a[1]) == b[1] && fold8(a[2]) == b[2]
+}
+
+/// True if `token` (token characters only) equals the lower-case name whose
+/// [`words`] are `lower` (letters, digits and `-` only), ignoring ASCII case. For
+/// token characters, setting bit 0x20 folds exactly the letters: no other token
+/// character becomes a letter, a digit or `-`.
+#[inline]
+pub(crate) fn token_eq_words(token: &[u8], lower: &[u64; 3]) -> bool {
+    const F: u64 = 0x2020_2020_2020_2020;
+    let a = load_words(token);
+    (a[0] | F) == lower[0] | F && (a[1] | F) == lower[1] | F && (a[2] | F) == lower[2] | F
+}
+
+/// [`words`] at run time, with word loads.
+#[inline]
+fn load_words(s: &[u8]) -> [u64; 3] {
+    let n = s.len();
+    let w8 = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let w4 = |i: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&s[i..i + 4]);
+        u64::from(u32::from_le_bytes(b))
+    };
+    match n {
+        0 => [0; 3],
+        1 => [u64::from(s[0]), 0, 0],
+        2 | 3 => [
+            u64::from(s[0]) | u64::from(s[1]) << 8 | u64::from(s[n - 1]) << 16,
+            0,
+            0,
+        ],
+        4..=7 => [w4(0) | w4(n - 4) << 32, 0, 0],
+        8..=16 => [w8(0), w8(n - 8), 0],
+        _ => [w8(0), w8(8), w8(n - 8)],
+    }
+}
+
+/// Up to 24 bytes as three little-endian words, with overlapping loads (the same
+/// byte positions for two slices of the same length); unused words are 0.
+pub(crate) const fn words(s: &[u8]) -> [u64; 3] {
+    const fn w(s: &[u8], i: usize, k: usize) -> u64 {
+        let mut v = 0u64;
+        let mut j = 0;
+        while j < k {
+            v |= (s[i + j] as u64) << (8 * j);
+            j += 1;
+        }
+        v
+    }
+    let n = s.len();
+    match n {
+        0 => [0; 3],
+        1 => [s[0] as u64, 0, 0],
+        2 | 3 => [w(s, 0, 2) | (s[n - 1] as u64) << 16, 0, 0],
+        4..=7 => [w(s, 0, 4) | w(s, n - 4, 4) << 32, 0, 0],
+        8..=16 => [w(s, 0, 8), w(s, n - 8, 8), 0],
+        _ => [w(s, 0, 8), w(s, 8, 8), w(s, n - 8, 8)],
+    }
+}
+
+/// Lower-cases the ASCII letters among eight bytes (other bytes unchanged).
+#[inline]
+fn fold8(x: u64) -> u64 {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let h = x & !HI;
+    // Bit 7 of each byte: low seven bits >= 'A', and >= '[' (no carry across bytes).
+    let ge_a = h + 0x3f3f_3f3f_3f3f_3f3f;
+    let ge_bracket = h + 0x2525_2525_2525_2525;
+    let upper = ge_a & !ge_bracket & !x & HI;
+    x | (upper >> 2)
+}
+
+/// `src.slice_ref(s)` for `s` inside `src` (an empty `s` may be anywhere), with one
+/// range check instead of `slice_ref`'s pointer assertions plus `slice`'s checks.
+#[inline]
+pub(crate) fn sub(src: &bytes::Bytes, s: &[u8]) -> bytes::Bytes {
+    if s.is_empty() {
+        return bytes::Bytes::new();
+    }
+    let off = (s.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+    src.slice(off..off + s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eq_lower_matches_eq_ignore_ascii_case() {
+        let names: &[&[u8]] = &[
+            b"v",
+            b"to",
+            b"via",
+            b"cseq",
+            b"call-id",
+            b"content-length",
+            b"request-disposition",
+            b"ms-received-port",
+            b"a-very-long-header-name-indeed",
+        ];
+        for n in names {
+            for i in 0..n.len() {
+                for b in 0..=255u8 {
+                    let mut s = n.to_vec();
+                    s[i] = b;
+                    assert_eq!(eq_lower(&s, n), s.eq_ignore_ascii_case(n), "{s:?}");
+                    if is_token(&s) && n.len() <= 24 {
+                        assert_eq!(
+                            token_eq_words(&s, &words(n)),
+                            s.eq_ignore_ascii_case(n),
+                            "{s:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv4_forms() {
+        assert_eq!(
+            ipv4(b"192.0.2.10"),
+            Some(std::net::Ipv4Addr::new(192, 0, 2, 10))
+        );
+        assert_eq!(
+            ipv4(b"001.002.003.255"),
+            Some(std::net::Ipv4Addr::new(1, 2, 3, 255))
+        );
+        for bad in [
+            &b"1.2.3"[..],
+            b"1.2.3.4.5",
+            b"1.2.3.256",
+            b"1..3.4",
+            b".1.2.3",
+            b"1.2.3.",
+            b"1.2.3.0001",
+            b"",
+        ] {
+            assert_eq!(ipv4(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -31,6 +31,7 @@ macro_rules! kinds {
                 match self { $( HeaderKind::$v => kinds!(@c $($compact)?), )* }
             }
 
+            #[cfg(test)]
             const ALL: &'static [HeaderKind] = &[ $( HeaderKind::$v, )* ];
         }
     };
@@ -76,57 +77,131 @@ kinds! {
 
 impl HeaderKind {
     /// Recognises a header name: long or compact form, any letter case.
+    #[inline]
     pub fn from_name(name: &[u8]) -> Option<HeaderKind> {
-        let first = name.first()?.to_ascii_lowercase();
+        Self::from_token(name).filter(|_| chars::is_token(name))
+    }
+
+    /// [`HeaderKind::from_name`] for a name known to be a token (the parser's case).
+    #[inline]
+    pub(crate) fn from_token(name: &[u8]) -> Option<HeaderKind> {
+        let first = name.first()? | 0x20;
         if name.len() == 1 {
-            return HeaderKind::ALL
-                .iter()
-                .copied()
-                .find(|k| k.compact() == Some(first));
+            return Some(match first {
+                b'v' => HeaderKind::Via,
+                b'f' => HeaderKind::From,
+                b't' => HeaderKind::To,
+                b'i' => HeaderKind::CallId,
+                b'm' => HeaderKind::Contact,
+                b'l' => HeaderKind::ContentLength,
+                b'c' => HeaderKind::ContentType,
+                b'e' => HeaderKind::ContentEncoding,
+                b'o' => HeaderKind::Event,
+                b'u' => HeaderKind::AllowEvents,
+                b'k' => HeaderKind::Supported,
+                b's' => HeaderKind::Subject,
+                b'r' => HeaderKind::ReferTo,
+                b'b' => HeaderKind::ReferredBy,
+                b'x' => HeaderKind::SessionExpires,
+                b'y' => HeaderKind::Identity,
+                b'n' => HeaderKind::IdentityInfo,
+                b'j' => HeaderKind::RejectContact,
+                b'a' => HeaderKind::AcceptContact,
+                b'd' => HeaderKind::RequestDisposition,
+                _ => return None,
+            });
         }
         // Dispatch on length and first letter; at most one candidate is compared.
-        let (candidate, kind): (&[u8], HeaderKind) = match (name.len(), first) {
-            (2, b't') => (b"To", HeaderKind::To),
-            (3, b'v') => (b"Via", HeaderKind::Via),
-            (4, b'c') => (b"CSeq", HeaderKind::CSeq),
-            (4, b'd') => (b"Date", HeaderKind::Date),
-            (4, b'f') => (b"From", HeaderKind::From),
-            (5, b'a') => (b"Allow", HeaderKind::Allow),
-            (5, b'e') => (b"Event", HeaderKind::Event),
-            (5, b'r') => (b"Route", HeaderKind::Route),
-            (6, b'a') => (b"Accept", HeaderKind::Accept),
+        let (candidate, kind): (&[u64; 3], HeaderKind) = match (name.len(), first) {
+            (2, b't') => (&const { chars::words(b"to") }, HeaderKind::To),
+            (3, b'v') => (&const { chars::words(b"via") }, HeaderKind::Via),
+            (4, b'c') => (&const { chars::words(b"cseq") }, HeaderKind::CSeq),
+            (4, b'd') => (&const { chars::words(b"date") }, HeaderKind::Date),
+            (4, b'f') => (&const { chars::words(b"from") }, HeaderKind::From),
+            (5, b'a') => (&const { chars::words(b"allow") }, HeaderKind::Allow),
+            (5, b'e') => (&const { chars::words(b"event") }, HeaderKind::Event),
+            (5, b'r') => (&const { chars::words(b"route") }, HeaderKind::Route),
+            (6, b'a') => (&const { chars::words(b"accept") }, HeaderKind::Accept),
             (7, b'c') => {
-                if name[1].eq_ignore_ascii_case(&b'a') {
-                    (b"Call-ID", HeaderKind::CallId)
+                if name[1] | 0x20 == b'a' {
+                    (&const { chars::words(b"call-id") }, HeaderKind::CallId)
                 } else {
-                    (b"Contact", HeaderKind::Contact)
+                    (&const { chars::words(b"contact") }, HeaderKind::Contact)
                 }
             }
-            (7, b'e') => (b"Expires", HeaderKind::Expires),
-            (7, b'r') => (b"Require", HeaderKind::Require),
-            (7, b's') => (b"Subject", HeaderKind::Subject),
-            (8, b'i') => (b"Identity", HeaderKind::Identity),
-            (8, b'r') => (b"Refer-To", HeaderKind::ReferTo),
-            (9, b's') => (b"Supported", HeaderKind::Supported),
-            (11, b'm') => (b"Min-Expires", HeaderKind::MinExpires),
-            (11, b'r') => (b"Referred-By", HeaderKind::ReferredBy),
-            (11, b'u') => (b"Unsupported", HeaderKind::Unsupported),
-            (12, b'a') => (b"Allow-Events", HeaderKind::AllowEvents),
-            (12, b'c') => (b"Content-Type", HeaderKind::ContentType),
-            (12, b'm') => (b"Max-Forwards", HeaderKind::MaxForwards),
-            (12, b'r') => (b"Record-Route", HeaderKind::RecordRoute),
-            (13, b'i') => (b"Identity-Info", HeaderKind::IdentityInfo),
-            (13, b'p') => (b"Proxy-Require", HeaderKind::ProxyRequire),
-            (14, b'a') => (b"Accept-Contact", HeaderKind::AcceptContact),
-            (14, b'c') => (b"Content-Length", HeaderKind::ContentLength),
-            (14, b'r') => (b"Reject-Contact", HeaderKind::RejectContact),
-            (15, b's') => (b"Session-Expires", HeaderKind::SessionExpires),
-            (16, b'c') => (b"Content-Encoding", HeaderKind::ContentEncoding),
-            (18, b's') => (b"Subscription-State", HeaderKind::SubscriptionState),
-            (19, b'r') => (b"Request-Disposition", HeaderKind::RequestDisposition),
+            (7, b'e') => (&const { chars::words(b"expires") }, HeaderKind::Expires),
+            (7, b'r') => (&const { chars::words(b"require") }, HeaderKind::Require),
+            (7, b's') => (&const { chars::words(b"subject") }, HeaderKind::Subject),
+            (8, b'i') => (&const { chars::words(b"identity") }, HeaderKind::Identity),
+            (8, b'r') => (&const { chars::words(b"refer-to") }, HeaderKind::ReferTo),
+            (9, b's') => (&const { chars::words(b"supported") }, HeaderKind::Supported),
+            (11, b'm') => (
+                &const { chars::words(b"min-expires") },
+                HeaderKind::MinExpires,
+            ),
+            (11, b'r') => (
+                &const { chars::words(b"referred-by") },
+                HeaderKind::ReferredBy,
+            ),
+            (11, b'u') => (
+                &const { chars::words(b"unsupported") },
+                HeaderKind::Unsupported,
+            ),
+            (12, b'a') => (
+                &const { chars::words(b"allow-events") },
+                HeaderKind::AllowEvents,
+            ),
+            (12, b'c') => (
+                &const { chars::words(b"content-type") },
+                HeaderKind::ContentType,
+            ),
+            (12, b'm') => (
+                &const { chars::words(b"max-forwards") },
+                HeaderKind::MaxForwards,
+            ),
+            (12, b'r') => (
+                &const { chars::words(b"record-route") },
+                HeaderKind::RecordRoute,
+            ),
+            (13, b'i') => (
+                &const { chars::words(b"identity-info") },
+                HeaderKind::IdentityInfo,
+            ),
+            (13, b'p') => (
+                &const { chars::words(b"proxy-require") },
+                HeaderKind::ProxyRequire,
+            ),
+            (14, b'a') => (
+                &const { chars::words(b"accept-contact") },
+                HeaderKind::AcceptContact,
+            ),
+            (14, b'c') => (
+                &const { chars::words(b"content-length") },
+                HeaderKind::ContentLength,
+            ),
+            (14, b'r') => (
+                &const { chars::words(b"reject-contact") },
+                HeaderKind::RejectContact,
+            ),
+            (15, b's') => (
+                &const { chars::words(b"session-expires") },
+                HeaderKind::SessionExpires,
+            ),
+            (16, b'c') => (
+                &const { chars::words(b"content-encoding") },
+                HeaderKind::ContentEncoding,
+            ),
+            (18, b's') => (
+                &const { chars::words(b"subscription-state") },
+                HeaderKind::SubscriptionState,
+            ),
+            (19, b'r') => (
+                &const { chars::words(b"request-disposition") },
+                HeaderKind::RequestDisposition,
+            ),
             _ => return None,
         };
-        (candidate == name || candidate.eq_ignore_ascii_case(name)).then_some(kind)
+        chars::token_eq_words(name, candidate).then_some(kind)
     }
 }
 
@@ -213,12 +288,29 @@ pub struct HeaderRef<'a> {
 
 impl<'a> HeaderRef<'a> {
     /// The name as received.
+    #[inline]
     pub fn name(&self) -> &'a [u8] {
         self.headers.get_loc(self.entry.name)
     }
     /// The value, unfolded and trimmed.
+    #[inline]
     pub fn value(&self) -> &'a [u8] {
         self.headers.get_loc(self.entry.value)
+    }
+    /// The buffer holding the value, and the value as a slice of it.
+    #[inline]
+    pub(crate) fn value_src(&self) -> (&'a Bytes, &'a [u8]) {
+        let h = self.headers;
+        match self.entry.value {
+            Loc::Span(a, b) => (
+                &h.buf,
+                h.buf.get(a as usize..b as usize).unwrap_or_default(),
+            ),
+            Loc::Own(i) => match h.owned.get(i as usize) {
+                Some(b) => (b, &b[..]),
+                None => (&h.buf, &[]),
+            },
+        }
     }
     /// The value as a zero-copy `Bytes` slice of the message.
     pub fn value_bytes(&self) -> Bytes {
@@ -307,6 +399,7 @@ impl Headers {
         }
     }
 
+    #[inline]
     fn get_loc(&self, l: Loc) -> &[u8] {
         match l {
             Loc::Span(a, b) => self.buf.get(a as usize..b as usize).unwrap_or_default(),
@@ -329,7 +422,24 @@ impl Headers {
         Loc::Own((self.owned.len() - 1) as u32)
     }
 
+    /// Appends a header whose name and value are ranges of the buffer (parser, the
+    /// common case: the value was not folded).
+    #[inline]
+    pub(crate) fn push_plain(
+        &mut self,
+        name: (usize, usize),
+        value: (usize, usize),
+        kind: Option<HeaderKind>,
+    ) {
+        self.entries.push(Entry {
+            name: Loc::Span(name.0 as u32, name.1 as u32),
+            value: Loc::Span(value.0 as u32, value.1 as u32),
+            kind,
+        });
+    }
+
     /// Appends a header whose name and value are ranges of the buffer (parser).
+    #[inline]
     pub(crate) fn push_span(
         &mut self,
         name: (usize, usize),
@@ -348,6 +458,7 @@ impl Headers {
     }
 
     /// All headers in order.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = HeaderRef<'_>> + '_ {
         self.entries.iter().map(move |e| HeaderRef {
             headers: self,
@@ -356,6 +467,7 @@ impl Headers {
     }
 
     /// Number of header lines.
+    #[inline]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -381,6 +493,7 @@ impl Headers {
     }
 
     /// The first header of this kind.
+    #[inline]
     pub fn get(&self, kind: HeaderKind) -> Option<HeaderRef<'_>> {
         self.entries
             .iter()
@@ -392,6 +505,7 @@ impl Headers {
     }
 
     /// Every header of this kind, in order.
+    #[inline]
     pub fn get_all(&self, kind: HeaderKind) -> impl Iterator<Item = HeaderRef<'_>> + '_ {
         self.iter().filter(move |h| h.entry.kind == Some(kind))
     }
@@ -437,11 +551,11 @@ pub(crate) enum Loc2 {
 
 /// Splits a comma-separated header value into its elements, ignoring commas inside
 /// quoted strings and `<…>`. Each element is trimmed; an empty element is an error.
-pub(crate) fn split_list(
-    value: &[u8],
-    mut f: impl FnMut(&[u8]) -> Result<(), ValueError>,
+pub(crate) fn split_list<'v>(
+    value: &'v [u8],
+    mut f: impl FnMut(&'v [u8]) -> Result<(), ValueError>,
 ) -> Result<(), ValueError> {
-    let mut emit = |el: &[u8]| {
+    let mut emit = |el: &'v [u8]| {
         let el = chars::trim_ws(el);
         if el.is_empty() {
             return Err(ValueError::new("empty list element"));

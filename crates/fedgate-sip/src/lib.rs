@@ -46,7 +46,11 @@
 //! the input `Bytes`), the Request-URI's parameter list if it has parameters, and
 //! the reference count that `bytes` creates the first time a `Vec`-backed `Bytes`
 //! is sliced. A folded header costs one more (its unfolded copy). Typed values hold
-//! `Bytes` slices of the input (no copies) and one `Vec` per parameter list.
+//! `Bytes` slices of the input (no copies) and one `Vec` per non-empty parameter
+//! list; common parameter names (`tag`, `branch`, `epid`, `transport`, `lr`, …) and
+//! `SIP`/`2.0` in Via are static `Bytes` equal to the received bytes, so they touch
+//! no reference count. Typed accessors slice the message buffer directly, without
+//! an intermediate `Bytes` per header value.
 //!
 //! # Errors and answers
 //!

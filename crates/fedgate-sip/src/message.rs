@@ -220,6 +220,7 @@ impl Message {
     }
 
     /// The headers.
+    #[inline]
     pub fn headers(&self) -> &Headers {
         &self.headers
     }
@@ -244,34 +245,42 @@ impl Message {
     }
 
     /// Every Via value, top first.
+    #[inline]
     pub fn via(&self) -> Result<Vec<Via>, HeaderError> {
         self.headers.via()
     }
     /// The top Via value.
+    #[inline]
     pub fn top_via(&self) -> Result<Via, HeaderError> {
         self.headers.top_via()
     }
     /// From.
+    #[inline]
     pub fn from(&self) -> Result<Address, HeaderError> {
         self.headers.from()
     }
     /// To.
+    #[inline]
     pub fn to(&self) -> Result<Address, HeaderError> {
         self.headers.to()
     }
     /// Call-ID.
+    #[inline]
     pub fn call_id(&self) -> Result<CallId, HeaderError> {
         self.headers.call_id()
     }
     /// CSeq.
+    #[inline]
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
         self.headers.cseq()
     }
     /// Contact.
+    #[inline]
     pub fn contact(&self) -> Result<Contacts, HeaderError> {
         self.headers.contact()
     }
     /// Content-Length (`Missing` when absent).
+    #[inline]
     pub fn content_length(&self) -> Result<ContentLength, HeaderError> {
         self.headers.content_length()
     }

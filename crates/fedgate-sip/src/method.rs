@@ -73,15 +73,25 @@ impl Method {
     }
 
     pub(crate) fn from_slice(src: &Bytes, s: &[u8]) -> Result<Method, ValueError> {
-        if !chars::is_token(s) {
-            return Err(ValueError::new("method is not a token"));
-        }
-        for (name, m) in KNOWN {
-            if name.as_bytes() == s {
-                return Ok(m.clone());
-            }
-        }
-        Ok(Method::Extension(src.slice_ref(s)))
+        let known = match s {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"MESSAGE" => Method::Message,
+            b"INFO" => Method::Info,
+            b"PRACK" => Method::Prack,
+            b"UPDATE" => Method::Update,
+            b"REFER" => Method::Refer,
+            b"PUBLISH" => Method::Publish,
+            _ if !chars::is_token(s) => return Err(ValueError::new("method is not a token")),
+            _ => Method::Extension(chars::sub(src, s)),
+        };
+        Ok(known)
     }
 
     /// The method name.

@@ -25,6 +25,7 @@ enum Mode {
 /// anything after it is ignored; a shorter body is an error (400). Without
 /// `Content-Length` the body is the rest of the datagram. Only syntax is checked
 /// here; run [`validate()`](crate::validate()) before acting on a request.
+#[inline]
 pub fn parse_datagram(input: Bytes, limits: &Limits) -> Result<Message, Error> {
     if input.len() > limits.max_message_size {
         let answer = guess_answer(&input, Limit::HeaderBlockSize.status());
@@ -333,6 +334,7 @@ enum LineScan {
 
 /// Reads the header line at `pos`:
 /// `field-name *(SP/HTAB) ":" field-value *(CRLF 1*(SP/HTAB) field-value) CRLF`.
+#[inline(always)]
 fn header_line(input: &[u8], pos: usize) -> LineScan {
     let len = input.len();
     match input.get(pos..pos + 2) {
@@ -340,10 +342,7 @@ fn header_line(input: &[u8], pos: usize) -> LineScan {
         None if pos >= len || input[pos] == b'\r' => return LineScan::Incomplete,
         _ => {}
     }
-    let mut i = pos;
-    while i < len && chars::TOKEN[input[i] as usize] {
-        i += 1;
-    }
+    let mut i = chars::span_table(&chars::TOKEN, input, pos);
     let name = (pos, i);
     while i < len && chars::is_ws(input[i]) {
         i += 1;
@@ -473,6 +472,7 @@ fn salvage(input: &Bytes) -> Box<Salvage> {
     Box::new(s)
 }
 
+#[inline]
 fn value_loc(input: &[u8], h: &HeaderLine) -> Loc2 {
     if h.folded {
         Loc2::Own(Bytes::from(
@@ -494,11 +494,14 @@ fn start_error(input: &Bytes, offset: usize, reason: &'static str) -> Error {
 }
 
 fn parse_version(s: &[u8]) -> Option<Version> {
+    if s == b"SIP/2.0" {
+        return Some(Version::SIP_2_0);
+    }
     let rest = s
         .get(..4)
         .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
         .map(|_| &s[4..])?;
-    let dot = memchr::memchr(b'.', rest)?;
+    let dot = rest.iter().position(|&c| c == b'.')?;
     let major = chars::digits_u64(&rest[..dot]).and_then(|n| u16::try_from(n).ok())?;
     let minor = chars::digits_u64(&rest[dot + 1..]).and_then(|n| u16::try_from(n).ok())?;
     Some(Version { major, minor })
@@ -635,9 +638,9 @@ fn parse_message(input: Bytes, limits: &Limits, mode: Mode) -> Result<Message, E
                 salvage: salvage(&input),
             });
         }
-        let kind = HeaderKind::from_name(&input[h.name.0..h.name.1]);
-        let value = value_loc(&input, &h);
+        let kind = HeaderKind::from_token(&input[h.name.0..h.name.1]);
         if kind == Some(HeaderKind::ContentLength) {
+            let value = value_loc(&input, &h);
             let fe = |kind| Error::Framing {
                 offset: pos,
                 kind,
@@ -654,8 +657,12 @@ fn parse_message(input: Bytes, limits: &Limits, mode: Mode) -> Result<Message, E
             };
             content_length =
                 Some(chars::digits_u64(digits).ok_or_else(|| fe(FramingError::BadContentLength))?);
+            headers.push_span(h.name, value, kind);
+        } else if h.folded {
+            headers.push_span(h.name, value_loc(&input, &h), kind);
+        } else {
+            headers.push_plain(h.name, h.value, kind);
         }
-        headers.push_span(h.name, value, kind);
         pos = h.next;
     };
 

@@ -19,6 +19,13 @@ use crate::uri::{self, Host, Param, Params, Uri, UriContext, push_u64};
 pub trait HeaderValue: Sized {
     /// Decodes one value from a whole header value (or one list element).
     fn parse(value: &Bytes) -> Result<Self, ValueError>;
+    /// Decodes one value held in `s`, a sub-slice of `src`; the same as
+    /// `parse(&src.slice_ref(s))`, but the decoders that keep slices take them of
+    /// `src` directly (one reference-count update fewer per value).
+    #[doc(hidden)]
+    fn parse_in(src: &Bytes, s: &[u8]) -> Result<Self, ValueError> {
+        Self::parse(&src.slice_ref(s))
+    }
     /// Appends the canonical encoding.
     fn encode(&self, out: &mut Vec<u8>);
     /// The canonical encoding as `Bytes`.
@@ -91,37 +98,55 @@ pub fn unquote(s: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// `gen-value = token / host / quoted-string`. Stops at anything that is not `;`.
 pub(crate) fn header_params<'a>(
     src: &Bytes,
-    mut i: &'a [u8],
+    i: &'a [u8],
 ) -> Result<(&'a [u8], Params), ValueError> {
-    let mut params = Vec::new();
-    loop {
-        let r = sws(i);
-        let Some(r) = r.strip_prefix(b";") else { break };
-        let r = sws(r);
-        let (r, name) = token(r).map_err(|_| ValueError::new("empty or bad parameter name"))?;
-        let after = sws(r);
-        let (r, value) = if let Some(v) = after.strip_prefix(b"=") {
-            let v = sws(v);
-            if v.first() == Some(&b'"') {
-                let (r, q) = quoted_string(v)?;
-                (r, Some(q))
+    // Fast exit: no parameters (the common case for To, Contact, …).
+    let mut k = skip_ws(i, 0);
+    if i.get(k) != Some(&b';') {
+        return Ok((i, Params::default()));
+    }
+    let mut params = Vec::with_capacity(4);
+    let mut at = 0;
+    while i.get(k) == Some(&b';') {
+        let ns = skip_ws(i, k + 1);
+        let ne = chars::span_table(&TOKEN, i, ns);
+        if ne == ns {
+            return Err(ValueError::new("empty or bad parameter name"));
+        }
+        let name = &i[ns..ne];
+        let after = skip_ws(i, ne);
+        let (next, value) = if i.get(after) == Some(&b'=') {
+            let vs = skip_ws(i, after + 1);
+            if i.get(vs) == Some(&b'"') {
+                let (r, q) = quoted_string(&i[vs..])?;
+                (i.len() - r.len(), Some(q))
             } else {
-                let (r, val) =
-                    take_while1::<_, _, nom::error::Error<&[u8]>>(|c: u8| GEN_VALUE[c as usize])
-                        .parse(v)
-                        .map_err(|_| ValueError::new("bad parameter value"))?;
-                (r, Some(val))
+                let ve = chars::span_table(&GEN_VALUE, i, vs);
+                if ve == vs {
+                    return Err(ValueError::new("bad parameter value"));
+                }
+                (ve, Some(&i[vs..ve]))
             }
         } else {
-            (r, None)
+            (ne, None)
         };
         params.push(Param {
-            name: src.slice_ref(name),
-            value: value.map(|v| src.slice_ref(v)),
+            name: uri::param_name(src, name),
+            value: value.map(|v| chars::sub(src, v)),
         });
-        i = r;
+        at = next;
+        k = skip_ws(i, next);
     }
-    Ok((i, Params(params)))
+    Ok((&i[at..], Params(params)))
+}
+
+/// Index of the first byte at or after `k` that is not SP or HTAB.
+#[inline]
+fn skip_ws(i: &[u8], mut k: usize) -> usize {
+    while k < i.len() && chars::is_ws(i[k]) {
+        k += 1;
+    }
+    k
 }
 
 fn end(rest: &[u8]) -> Result<(), ValueError> {
@@ -159,18 +184,16 @@ pub enum Transport {
 
 impl Transport {
     fn from_token(src: &Bytes, t: &[u8]) -> Transport {
-        const K: &[(&[u8], Transport)] = &[
-            (b"UDP", Transport::Udp),
-            (b"TCP", Transport::Tcp),
-            (b"TLS", Transport::Tls),
-            (b"SCTP", Transport::Sctp),
-            (b"TLS-SCTP", Transport::TlsSctp),
-            (b"WS", Transport::Ws),
-            (b"WSS", Transport::Wss),
-        ];
-        K.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(t))
-            .map_or_else(|| Transport::Other(src.slice_ref(t)), |(_, k)| k.clone())
+        match t.len() {
+            2 if chars::eq_lower(t, b"ws") => Transport::Ws,
+            3 if chars::eq_lower(t, b"tls") => Transport::Tls,
+            3 if chars::eq_lower(t, b"tcp") => Transport::Tcp,
+            3 if chars::eq_lower(t, b"udp") => Transport::Udp,
+            3 if chars::eq_lower(t, b"wss") => Transport::Wss,
+            4 if chars::eq_lower(t, b"sctp") => Transport::Sctp,
+            8 if chars::eq_lower(t, b"tls-sctp") => Transport::TlsSctp,
+            _ => Transport::Other(chars::sub(src, t)),
+        }
     }
 
     /// The transport name (upper case for known ones).
@@ -244,50 +267,62 @@ impl Via {
     }
 }
 
+#[inline]
 fn via_parse(src: &Bytes, i: &[u8]) -> Result<Via, ValueError> {
-    let (r, protocol) = token(i).map_err(|_| ValueError::new("bad protocol name"))?;
-    let r = sws(r)
-        .strip_prefix(b"/")
-        .ok_or(ValueError::new("expected / in sent-protocol"))?;
-    let (r, version) = token(sws(r)).map_err(|_| ValueError::new("bad protocol version"))?;
-    let r = sws(r)
-        .strip_prefix(b"/")
-        .ok_or(ValueError::new("expected / in sent-protocol"))?;
-    let (r, transport) = token(sws(r)).map_err(|_| ValueError::new("bad transport"))?;
-    if !r.first().is_some_and(|c| chars::is_ws(*c)) {
+    let pe = chars::span_table(&TOKEN, i, 0);
+    if pe == 0 {
+        return Err(ValueError::new("bad protocol name"));
+    }
+    let k = skip_ws(i, pe);
+    if i.get(k) != Some(&b'/') {
+        return Err(ValueError::new("expected / in sent-protocol"));
+    }
+    let vs = skip_ws(i, k + 1);
+    let ve = chars::span_table(&TOKEN, i, vs);
+    if ve == vs {
+        return Err(ValueError::new("bad protocol version"));
+    }
+    let k = skip_ws(i, ve);
+    if i.get(k) != Some(&b'/') {
+        return Err(ValueError::new("expected / in sent-protocol"));
+    }
+    let ts = skip_ws(i, k + 1);
+    let te = chars::span_table(&TOKEN, i, ts);
+    if te == ts {
+        return Err(ValueError::new("bad transport"));
+    }
+    if !i.get(te).is_some_and(|c| chars::is_ws(*c)) {
         return Err(ValueError::new("expected LWS before sent-by"));
     }
-    let r = sws(r);
-    let host_end = if r.first() == Some(&b'[') {
-        memchr::memchr(b']', r)
-            .map(|p| p + 1)
-            .ok_or(ValueError::new("unterminated IPv6 reference"))?
-    } else {
-        r.iter()
-            .position(|&c| !chars::HOST[c as usize])
-            .unwrap_or(r.len())
-    };
-    let host = uri::parse_host(src, &r[..host_end])?;
-    let mut r = &r[host_end..];
+    let (host, mut r) = uri::parse_host_prefix(src, &i[skip_ws(i, te)..])?;
     let mut port = None;
     if let Some(p) = sws(r).strip_prefix(b":") {
         let p = sws(p);
-        let (rest, digits) =
-            take_while1::<_, _, nom::error::Error<&[u8]>>(|c: u8| c.is_ascii_digit())
-                .parse(p)
-                .map_err(|_| ValueError::new("bad sent-by port"))?;
-        let n = chars::digits_u64(digits)
-            .filter(|n| *n <= 65535)
+        let n = p
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(p.len());
+        let v = chars::digits_u64(&p[..n])
+            .filter(|v| *v <= 65535)
             .ok_or(ValueError::new("bad sent-by port"))?;
-        port = Some(n as u16);
-        r = rest;
+        port = Some(v as u16);
+        r = &p[n..];
     }
     let (r, params) = header_params(src, r)?;
     end(r)?;
+    let (protocol, version) = (&i[..pe], &i[vs..ve]);
     Ok(Via {
-        protocol: src.slice_ref(protocol),
-        version: src.slice_ref(version),
-        transport: Transport::from_token(src, transport),
+        protocol: if protocol == b"SIP" {
+            Bytes::from_static(b"SIP")
+        } else {
+            chars::sub(src, protocol)
+        },
+        version: if version == b"2.0" {
+            Bytes::from_static(b"2.0")
+        } else {
+            chars::sub(src, version)
+        },
+        transport: Transport::from_token(src, &i[ts..te]),
         host,
         port,
         params,
@@ -297,6 +332,9 @@ fn via_parse(src: &Bytes, i: &[u8]) -> Result<Via, ValueError> {
 impl HeaderValue for Via {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
         via_parse(value, value)
+    }
+    fn parse_in(src: &Bytes, s: &[u8]) -> Result<Self, ValueError> {
+        via_parse(src, s)
     }
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.protocol);
@@ -363,7 +401,9 @@ impl Address {
     }
 }
 
-fn address_parse<'a>(src: &Bytes, i: &'a [u8]) -> Result<(&'a [u8], Address), ValueError> {
+#[inline(always)]
+/// Reads an address at the start of `i`; `rest` receives what follows it.
+fn address_parse<'a>(src: &Bytes, i: &'a [u8], rest: &mut &'a [u8]) -> Result<Address, ValueError> {
     let i = sws(i);
     let (display, after_display) = if i.first() == Some(&b'"') {
         let (r, q) = quoted_string(i)?;
@@ -371,7 +411,11 @@ fn address_parse<'a>(src: &Bytes, i: &'a [u8]) -> Result<(&'a [u8], Address), Va
     } else {
         // Unquoted display name: tokens separated by LWS, up to '<'. If there is no
         // '<' before the first ';' or ',', this is a bare addr-spec.
-        let stop = i.iter().position(|&c| c == b'<' || c == b';' || c == b',');
+        let stop = if i.first() == Some(&b'<') {
+            Some(0)
+        } else {
+            memchr::memchr3(b'<', b';', b',', i)
+        };
         match stop {
             Some(p) if i[p] == b'<' => {
                 let d = chars::trim_ws(&i[..p]);
@@ -385,11 +429,9 @@ fn address_parse<'a>(src: &Bytes, i: &'a [u8]) -> Result<(&'a [u8], Address), Va
             _ => (None, i),
         }
     };
-    let (rest, uri) = if let Some(r) = after_display.strip_prefix(b"<") {
-        let close = chars::find(r, b'>').ok_or(ValueError::new("missing >"))?;
-        let u = &r[..close];
-        let uri = uri::parse_uri(src, u, UriContext::Full)?;
-        (&r[close + 1..], uri)
+    let (u, after, ctx) = if let Some(r) = after_display.strip_prefix(b"<") {
+        let close = memchr::memchr(b'>', r).ok_or(ValueError::new("missing >"))?;
+        (&r[..close], &r[close + 1..], UriContext::Full)
     } else {
         if display.is_some() {
             return Err(ValueError::new("display name without <addr-spec>"));
@@ -398,23 +440,27 @@ fn address_parse<'a>(src: &Bytes, i: &'a [u8]) -> Result<(&'a [u8], Address), Va
             .iter()
             .position(|&c| c == b';' || c == b',' || chars::is_ws(c))
             .unwrap_or(after_display.len());
-        let uri = uri::parse_uri(src, &after_display[..n], UriContext::Bare)?;
-        (&after_display[n..], uri)
+        (&after_display[..n], &after_display[n..], UriContext::Bare)
     };
-    let (rest, params) = header_params(src, rest)?;
-    Ok((
-        rest,
-        Address {
-            display: display.map(|d| src.slice_ref(d)),
-            uri,
-            params,
-        },
-    ))
+    // The URI first: its errors say more than those of what follows it.
+    let uri = uri::parse_uri(src, u, ctx)?;
+    let (r, params) = header_params(src, after)?;
+    *rest = r;
+    Ok(Address {
+        display: display.map(|d| chars::sub(src, d)),
+        uri,
+        params,
+    })
 }
 
 impl HeaderValue for Address {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
-        let (r, a) = address_parse(value, value)?;
+        Self::parse_in(value, value)
+    }
+    #[inline]
+    fn parse_in(src: &Bytes, s: &[u8]) -> Result<Self, ValueError> {
+        let mut r: &[u8] = &[];
+        let a = address_parse(src, s, &mut r)?;
         end(r)?;
         Ok(a)
     }
@@ -448,19 +494,23 @@ pub struct CallId(pub Bytes);
 
 impl HeaderValue for CallId {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
-        let v = chars::trim_ws(value);
-        let ok = match chars::find(v, b'@') {
-            Some(at) => {
-                let (a, b) = (&v[..at], &v[at + 1..]);
-                !a.is_empty()
-                    && !b.is_empty()
-                    && chars::all(&chars::WORD, a)
-                    && chars::all(&chars::WORD, b)
-            }
-            None => !v.is_empty() && chars::all(&chars::WORD, v),
-        };
+        Self::parse_in(value, value)
+    }
+    fn parse_in(src: &Bytes, s: &[u8]) -> Result<Self, ValueError> {
+        let v = chars::trim_ws(s);
+        // word [ "@" word ]: `word` characters exclude '@'.
+        let a = chars::span_table(&chars::WORD, v, 0);
+        let ok = a > 0
+            && match v.get(a) {
+                None => true,
+                Some(b'@') => {
+                    let b = chars::span_table(&chars::WORD, v, a + 1);
+                    b > a + 1 && b == v.len()
+                }
+                Some(_) => false,
+            };
         if ok {
-            Ok(CallId(value.slice_ref(v)))
+            Ok(CallId(chars::sub(src, v)))
         } else {
             Err(ValueError::new("bad Call-ID"))
         }
@@ -481,9 +531,17 @@ pub struct CSeq {
 
 impl HeaderValue for CSeq {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
-        let (r, digits) = take_while1::<_, _, nom::error::Error<&[u8]>>(|c: u8| c.is_ascii_digit())
-            .parse(&value[..])
-            .map_err(|_| ValueError::new("bad CSeq number"))?;
+        Self::parse_in(value, value)
+    }
+    fn parse_in(src: &Bytes, value: &[u8]) -> Result<Self, ValueError> {
+        let n = value
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(value.len());
+        if n == 0 {
+            return Err(ValueError::new("bad CSeq number"));
+        }
+        let (digits, r) = value.split_at(n);
         let seq = chars::digits_u64(digits)
             .and_then(|n| u32::try_from(n).ok())
             .ok_or(ValueError::new("CSeq number exceeds 2**32-1"))?;
@@ -495,7 +553,7 @@ impl HeaderValue for CSeq {
         end(r)?;
         Ok(CSeq {
             seq,
-            method: Method::from_slice(value, m)?,
+            method: Method::from_slice(src, m)?,
         })
     }
     fn encode(&self, out: &mut Vec<u8>) {
@@ -515,6 +573,9 @@ pub struct MaxForwards(pub u8);
 
 impl HeaderValue for MaxForwards {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
+        Self::parse_in(value, value)
+    }
+    fn parse_in(_: &Bytes, value: &[u8]) -> Result<Self, ValueError> {
         let n = number(value, "bad Max-Forwards")?;
         u8::try_from(n)
             .map(MaxForwards)
@@ -532,6 +593,9 @@ pub struct ContentLength(pub u64);
 impl HeaderValue for ContentLength {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
         number(value, "bad Content-Length").map(ContentLength)
+    }
+    fn parse_in(_: &Bytes, s: &[u8]) -> Result<Self, ValueError> {
+        number(s, "bad Content-Length").map(ContentLength)
     }
     fn encode(&self, out: &mut Vec<u8>) {
         push_u64(out, self.0);
@@ -592,8 +656,8 @@ impl HeaderValue for MediaType {
         let (r, params) = header_params(value, r)?;
         end(r)?;
         Ok(MediaType {
-            mtype: value.slice_ref(t),
-            subtype: value.slice_ref(s),
+            mtype: chars::sub(value, t),
+            subtype: chars::sub(value, s),
             params,
         })
     }
@@ -636,7 +700,7 @@ impl HeaderValue for TokenParams {
         let (r, params) = header_params(value, r)?;
         end(r)?;
         Ok(TokenParams {
-            token: value.slice_ref(t),
+            token: chars::sub(value, t),
             params,
         })
     }
@@ -654,7 +718,7 @@ impl HeaderValue for OptionTag {
     fn parse(value: &Bytes) -> Result<Self, ValueError> {
         let v = chars::trim_ws(value);
         if chars::is_token(v) {
-            Ok(OptionTag(value.slice_ref(v)))
+            Ok(OptionTag(chars::sub(value, v)))
         } else {
             Err(ValueError::new("bad option tag"))
         }
@@ -687,7 +751,8 @@ impl Headers {
     /// Decodes the first header of `kind` as `T`.
     pub fn typed<T: HeaderValue>(&self, kind: HeaderKind) -> Result<T, HeaderError> {
         let h = self.get(kind).ok_or(HeaderError::Missing(kind.name()))?;
-        T::parse(&h.value_bytes()).map_err(invalid(kind))
+        let (src, v) = h.value_src();
+        T::parse_in(src, v).map_err(invalid(kind))
     }
 
     /// Decodes every comma-separated element of every header of `kind`, in order.
@@ -696,12 +761,17 @@ impl Headers {
     pub fn typed_list<T: HeaderValue>(&self, kind: HeaderKind) -> Result<Vec<T>, HeaderError> {
         let mut out = Vec::new();
         for h in self.get_all(kind) {
-            if h.value().is_empty() {
+            let (src, v) = h.value_src();
+            if v.is_empty() {
                 continue;
             }
-            let v = h.value_bytes();
-            split_list(&v, |el| {
-                out.push(T::parse(&v.slice_ref(el))?);
+            split_list(v, |el| {
+                let t = T::parse_in(src, el)?;
+                if out.capacity() == 0 {
+                    // Most lists have one or two elements.
+                    out.reserve_exact(2);
+                }
+                out.push(t);
                 Ok(())
             })
             .map_err(invalid(kind))?;
@@ -724,17 +794,17 @@ impl Headers {
         let h = self
             .get(HeaderKind::Via)
             .ok_or(HeaderError::Missing("Via"))?;
-        let v = h.value_bytes();
+        let (src, v) = h.value_src();
         let mut first = None;
-        split_list(&v, |el| {
+        split_list(v, |el| {
             if first.is_none() {
-                first = Some(v.slice_ref(el));
+                first = Some(el);
             }
             Ok(())
         })
         .map_err(invalid(HeaderKind::Via))?;
         let first = first.ok_or(HeaderError::Missing("Via"))?;
-        Via::parse(&first).map_err(invalid(HeaderKind::Via))
+        Via::parse_in(src, first).map_err(invalid(HeaderKind::Via))
     }
 
     /// From.

@@ -152,25 +152,117 @@ impl Host {
 }
 
 pub(crate) fn parse_host(src: &Bytes, s: &[u8]) -> Result<Host, ValueError> {
-    if let Some(inner) = s.strip_prefix(b"[") {
-        let inner = inner
-            .strip_suffix(b"]")
-            .ok_or(ValueError::new("unterminated IPv6 reference"))?;
-        let text = std::str::from_utf8(inner).map_err(|_| ValueError::new("bad IPv6 address"))?;
-        return text
-            .parse()
-            .map(Host::Ipv6)
-            .map_err(|_| ValueError::new("bad IPv6 address"));
+    if s.first() == Some(&b'[') {
+        return parse_ipv6_ref(s);
     }
-    if s.is_empty() || !chars::all(&HOST, s) {
+    let (n, digits_dots) = host_span(s);
+    if n != s.len() {
         return Err(ValueError::new("bad host"));
     }
-    if s.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+    host_from_span(src, s, digits_dots)
+}
+
+fn parse_ipv6_ref(s: &[u8]) -> Result<Host, ValueError> {
+    let inner = s
+        .strip_prefix(b"[")
+        .and_then(|i| i.strip_suffix(b"]"))
+        .ok_or(ValueError::new("unterminated IPv6 reference"))?;
+    let text = std::str::from_utf8(inner).map_err(|_| ValueError::new("bad IPv6 address"))?;
+    text.parse()
+        .map(Host::Ipv6)
+        .map_err(|_| ValueError::new("bad IPv6 address"))
+}
+
+/// The length of the longest prefix of `s` made of hostname characters, and
+/// whether that prefix is made of digits and dots only.
+#[inline]
+pub(crate) fn host_span(s: &[u8]) -> (usize, bool) {
+    // Bit 0: hostname character; bit 1: digit or dot.
+    static CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut c = 0;
+        while c < 256 {
+            if HOST[c] {
+                t[c] = 1;
+            }
+            c += 1;
+        }
+        let mut d = b'0';
+        while d <= b'9' {
+            t[d as usize] = 3;
+            d += 1;
+        }
+        t[b'.' as usize] = 3;
+        t
+    };
+    let mut acc = 3;
+    let mut n = 0;
+    while n < s.len() {
+        let f = CLASS[s[n] as usize];
+        if f == 0 {
+            break;
+        }
+        acc &= f;
+        n += 1;
+    }
+    (n, acc == 3)
+}
+
+/// A host from a non-bracketed prefix whose characters [`host_span`] checked.
+#[inline]
+pub(crate) fn host_from_span(src: &Bytes, s: &[u8], digits_dots: bool) -> Result<Host, ValueError> {
+    if s.is_empty() {
+        return Err(ValueError::new("bad host"));
+    }
+    if digits_dots {
         return chars::ipv4(s)
             .map(Host::Ipv4)
             .ok_or(ValueError::new("bad IPv4 address"));
     }
-    Ok(Host::Domain(src.slice_ref(s)))
+    Ok(Host::Domain(chars::sub(src, s)))
+}
+
+/// A sent-by or URI host at the start of `s`: an IPv6 reference, or the longest run
+/// of hostname characters. Returns the host and the rest.
+#[inline]
+pub(crate) fn parse_host_prefix<'a>(
+    src: &Bytes,
+    s: &'a [u8],
+) -> Result<(Host, &'a [u8]), ValueError> {
+    if s.first() == Some(&b'[') {
+        let end = memchr::memchr(b']', s)
+            .map(|p| p + 1)
+            .ok_or(ValueError::new("unterminated IPv6 reference"))?;
+        return Ok((parse_ipv6_ref(&s[..end])?, &s[end..]));
+    }
+    let (n, digits_dots) = host_span(s);
+    Ok((host_from_span(src, &s[..n], digits_dots)?, &s[n..]))
+}
+
+/// A parameter name as `Bytes`: a static copy for the common names (no reference
+/// count is touched), a slice of `src` otherwise. Either way the bytes are exactly
+/// those received.
+#[inline]
+pub(crate) fn param_name(src: &Bytes, name: &[u8]) -> Bytes {
+    let known: &'static [u8] = match name {
+        b"tag" => b"tag",
+        b"branch" => b"branch",
+        b"epid" => b"epid",
+        b"lr" => b"lr",
+        b"transport" => b"transport",
+        b"received" => b"received",
+        b"rport" => b"rport",
+        b"maddr" => b"maddr",
+        b"expires" => b"expires",
+        b"q" => b"q",
+        b"user" => b"user",
+        b"gruu" => b"gruu",
+        b"opaque" => b"opaque",
+        b"ms-received-port" => b"ms-received-port",
+        b"ms-received-cid" => b"ms-received-cid",
+        _ => return chars::sub(src, name),
+    };
+    Bytes::from_static(known)
 }
 
 /// A `sip:` or `sips:` URI.
@@ -374,7 +466,10 @@ pub(crate) fn uri_params<'a>(
     src: &Bytes,
     mut i: &'a [u8],
 ) -> Result<(&'a [u8], Params), ValueError> {
-    let mut params = Vec::new();
+    if i.first() != Some(&b';') {
+        return Ok((i, Params::default()));
+    }
+    let mut params = Vec::with_capacity(4);
     while let Some(rest) = i.strip_prefix(b";") {
         let n = chars::span(&PARAMCHAR_NP, true, rest);
         if n == 0 {
@@ -388,11 +483,11 @@ pub(crate) fn uri_params<'a>(
             if m == 0 {
                 return Err(ValueError::new("bad URI parameter"));
             }
-            value = Some(src.slice_ref(&v[..m]));
+            value = Some(chars::sub(src, &v[..m]));
             rest = &v[m..];
         }
         params.push(Param {
-            name: src.slice_ref(name),
+            name: param_name(src, name),
             value,
         });
         i = rest;
@@ -414,13 +509,23 @@ static PARAMVALUE_NP: [bool; 256] = {
 };
 
 /// Parses a URI occupying the whole of `s` (a sub-slice of `src`).
+#[inline]
 pub(crate) fn parse_uri(src: &Bytes, s: &[u8], ctx: UriContext) -> Result<Uri, ValueError> {
+    // The common schemes first, without the generic scheme grammar.
+    if let Some(p) = s.get(..5) {
+        if chars::eq_lower(&p[..4], b"sip:") {
+            return parse_sip(src, &s[4..], false, ctx);
+        }
+        if chars::eq_lower(p, b"sips:") {
+            return parse_sip(src, &s[5..], true, ctx);
+        }
+    }
     let (rest, sch) = scheme(s).map_err(|_| ValueError::new("bad URI scheme"))?;
     let rest = rest
         .strip_prefix(b":")
         .ok_or(ValueError::new("URI without scheme"))?;
     if sch.eq_ignore_ascii_case(b"sip") || sch.eq_ignore_ascii_case(b"sips") {
-        parse_sip(src, rest, sch.len() == 4, ctx).map(Uri::Sip)
+        parse_sip(src, rest, sch.len() == 4, ctx)
     } else if sch.eq_ignore_ascii_case(b"tel") {
         let end = rest.iter().position(|&c| c == b';').unwrap_or(rest.len());
         let number = &rest[..end];
@@ -432,7 +537,7 @@ pub(crate) fn parse_uri(src: &Bytes, s: &[u8], ctx: UriContext) -> Result<Uri, V
             return Err(ValueError::new("trailing characters in tel URI"));
         }
         Ok(Uri::Tel(TelUri {
-            number: src.slice_ref(number),
+            number: chars::sub(src, number),
             params,
         }))
     } else {
@@ -440,49 +545,49 @@ pub(crate) fn parse_uri(src: &Bytes, s: &[u8], ctx: UriContext) -> Result<Uri, V
             return Err(ValueError::new("bad absolute URI"));
         }
         Ok(Uri::Absolute(AbsoluteUri {
-            raw: src.slice_ref(s),
+            raw: chars::sub(src, s),
             scheme_len: sch.len(),
         }))
     }
 }
 
-fn parse_sip(src: &Bytes, s: &[u8], secure: bool, ctx: UriContext) -> Result<SipUri, ValueError> {
+#[inline]
+fn parse_sip(src: &Bytes, s: &[u8], secure: bool, ctx: UriContext) -> Result<Uri, ValueError> {
     // userinfo ends at the first '@' (an '@' in user or password must be escaped).
-    let (user, password, hostpart) = match chars::find(s, b'@') {
+    // `user` characters exclude ':' and '@', so the user part is the longest run of
+    // them (with well-formed escapes); it must end at ':' or '@'.
+    let un = chars::span(&USER_NP, true, s);
+    let at = match s.get(un) {
+        Some(b'@') => Some(un),
+        None => None,
+        Some(_) => memchr::memchr(b'@', &s[un..]).map(|p| un + p),
+    };
+    let (user, password, hostpart) = match at {
         Some(at) => {
             let info = &s[..at];
-            let (u, p) = match chars::find(info, b':') {
-                Some(c) => (&info[..c], Some(&info[c + 1..])),
-                None => (info, None),
+            let u = &info[..un];
+            let p = match info.get(un) {
+                None => None,
+                Some(b':') => Some(&info[un + 1..]),
+                Some(_) => return Err(ValueError::new("bad URI user")),
             };
-            if u.is_empty() || !chars::all(&USER, u) || !chars::escapes_ok(u) {
+            if u.is_empty() {
                 return Err(ValueError::new("bad URI user"));
             }
             if let Some(p) = p
-                && (!chars::all(&PASSWORD, p) || !chars::escapes_ok(p))
+                && chars::span(&PASSWORD_NP, true, p) != p.len()
             {
                 return Err(ValueError::new("bad URI password"));
             }
             (
-                Some(src.slice_ref(u)),
-                p.map(|p| src.slice_ref(p)),
+                Some(chars::sub(src, u)),
+                p.map(|p| chars::sub(src, p)),
                 &s[at + 1..],
             )
         }
         None => (None, None, s),
     };
-    let host_end = if hostpart.first() == Some(&b'[') {
-        memchr::memchr(b']', hostpart)
-            .map(|p| p + 1)
-            .ok_or(ValueError::new("unterminated IPv6 reference"))?
-    } else {
-        hostpart
-            .iter()
-            .position(|&c| !HOST[c as usize])
-            .unwrap_or(hostpart.len())
-    };
-    let host = parse_host(src, &hostpart[..host_end])?;
-    let mut rest = &hostpart[host_end..];
+    let (host, mut rest) = parse_host_prefix(src, hostpart)?;
     let mut port = None;
     if let Some(r) = rest.strip_prefix(b":") {
         let n = r
@@ -505,14 +610,14 @@ fn parse_sip(src: &Bytes, s: &[u8], secure: bool, ctx: UriContext) -> Result<Sip
             if h.is_empty() || !chars::all(&URI_HEADERS, h) || !chars::escapes_ok(h) {
                 return Err(ValueError::new("bad URI headers"));
             }
-            headers = Some(src.slice_ref(h));
+            headers = Some(chars::sub(src, h));
             rest = &[];
         }
     }
     if !rest.is_empty() {
         return Err(ValueError::new("trailing characters in SIP URI"));
     }
-    Ok(SipUri {
+    Ok(Uri::Sip(SipUri {
         secure,
         user,
         password,
@@ -520,8 +625,21 @@ fn parse_sip(src: &Bytes, s: &[u8], secure: bool, ctx: UriContext) -> Result<Sip
         port,
         params,
         headers,
-    })
+    }))
 }
+
+/// `user` characters without `%` (escapes are checked by [`chars::span`]).
+static USER_NP: [bool; 256] = {
+    let mut t = USER;
+    t[b'%' as usize] = false;
+    t
+};
+/// `password` characters without `%`.
+static PASSWORD_NP: [bool; 256] = {
+    let mut t = PASSWORD;
+    t[b'%' as usize] = false;
+    t
+};
 
 #[cfg(test)]
 mod tests {
