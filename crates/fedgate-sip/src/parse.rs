@@ -80,10 +80,13 @@ enum Scan {
 /// RFC 5626 §3.5.1).
 ///
 /// `Content-Length` is required; a missing, negative, non-numeric or repeated one is
-/// a [`FramingError`] after which the connection must be closed. A buffer that
-/// is exactly `CRLF` is a pong; `CRLF CR` waits for more.
+/// a [`FramingError`] after which the connection must be closed. `CRLFCRLF` is a
+/// ping; `CRLF` followed by anything but `CR` is a pong (or a stray CRLF, which RFC
+/// 3261 §7.5 says to ignore); a buffer that is exactly `CRLF` or `CRLF CR` waits for
+/// more, since it may be the start of a ping. (On a connection we ping, use
+/// [`StreamFramer::outbound`], which reports a lone `CRLF` as a pong at once.)
 pub fn frame_stream(input: &Bytes, limits: &Limits) -> Result<Frame, Error> {
-    match scan_stream(input, limits)? {
+    match scan_stream(input, limits, false)? {
         Scan::Partial => Ok(Frame::Partial),
         Scan::Ping => Ok(Frame::Ping),
         Scan::Pong => Ok(Frame::Pong),
@@ -111,14 +114,29 @@ pub fn frame_stream(input: &Bytes, limits: &Limits) -> Result<Frame, Error> {
 pub struct StreamFramer {
     limits: Limits,
     pending: Option<usize>,
+    lone_crlf_is_pong: bool,
 }
 
 impl StreamFramer {
-    /// A framer with these limits.
+    /// A framer with these limits, for a connection the peer opened (the peer sends
+    /// the RFC 5626 pings): a lone `CRLF` waits to see whether it starts a ping, so
+    /// the events never depend on how the bytes were split into reads.
     pub fn new(limits: Limits) -> Self {
         StreamFramer {
             limits,
             pending: None,
+            lone_crlf_is_pong: false,
+        }
+    }
+
+    /// A framer for a connection we opened and send RFC 5626 pings on: a lone `CRLF`
+    /// is the pong to our ping and is reported at once (waiting for more bytes would
+    /// make a live flow look dead).
+    pub fn outbound(limits: Limits) -> Self {
+        StreamFramer {
+            limits,
+            pending: None,
+            lone_crlf_is_pong: true,
         }
     }
 
@@ -138,7 +156,7 @@ impl StreamFramer {
         let scan = match self.pending {
             Some(n) if buf.len() < n => return Ok(Frame::Partial),
             Some(n) => Scan::Message(n),
-            None => scan_stream(buf, &self.limits)?,
+            None => scan_stream(buf, &self.limits, self.lone_crlf_is_pong)?,
         };
         match scan {
             Scan::Partial => Ok(Frame::Partial),
@@ -164,11 +182,22 @@ impl StreamFramer {
     }
 }
 
-fn scan_stream(input: &[u8], limits: &Limits) -> Result<Scan, Error> {
+/// `lone_crlf_is_pong`: whether a buffer that is exactly `CRLF` is reported as a pong
+/// at once (a connection we ping), or waits to see whether a ping follows (a
+/// connection that pings us), so that the result never depends on how the bytes were
+/// split into reads.
+fn scan_stream(input: &[u8], limits: &Limits, lone_crlf_is_pong: bool) -> Result<Scan, Error> {
     if input.starts_with(b"\r\n\r\n") {
         return Ok(Scan::Ping);
     }
-    if input == b"\r\n" || (input.starts_with(b"\r\n") && input[2] != b'\r') {
+    if input == b"\r\n" {
+        return Ok(if lone_crlf_is_pong {
+            Scan::Pong
+        } else {
+            Scan::Partial
+        });
+    }
+    if input.starts_with(b"\r\n") && input[2] != b'\r' {
         return Ok(Scan::Pong);
     }
     if input.len() < 4 && b"\r\n\r".starts_with(input) {
@@ -720,7 +749,8 @@ From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\nCSe
     #[test]
     fn keepalives() {
         assert_eq!(stream(b"\r\n\r\n").unwrap(), Frame::Ping);
-        assert_eq!(stream(b"\r\n").unwrap(), Frame::Pong);
+        // A lone CRLF may be the first half of a ping.
+        assert_eq!(stream(b"\r\n").unwrap(), Frame::Partial);
         assert_eq!(stream(b"\r\nOPTIONS").unwrap(), Frame::Pong);
         assert_eq!(stream(b"\r\n\r").unwrap(), Frame::Partial);
         assert_eq!(stream(b"\r").unwrap(), Frame::Partial);
@@ -906,8 +936,33 @@ From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\nCSe
         assert_eq!(f.pending, Some(OPTIONS.len()));
         buf.extend_from_slice(b"c\r\n");
         assert!(matches!(f.decode(&mut buf).unwrap(), Frame::Complete(_, _)));
+        // The trailing CRLF could still become a ping: wait.
+        assert_eq!(f.decode(&mut buf).unwrap(), Frame::Partial);
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(f.decode(&mut buf).unwrap(), Frame::Ping);
+        assert!(buf.is_empty());
+    }
+
+    /// Found by the `sip_stream` fuzz target: `CRLF` then `CRLF` in two reads gave two
+    /// pongs, while the same bytes in one read gave a ping.
+    #[test]
+    fn a_ping_split_across_reads_is_still_a_ping() {
+        let mut f = StreamFramer::new(Limits::default());
+        let mut buf = BytesMut::from(&b"\r\n"[..]);
+        assert_eq!(f.decode(&mut buf).unwrap(), Frame::Partial);
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(f.decode(&mut buf).unwrap(), Frame::Ping);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn an_outbound_framer_reports_a_lone_crlf_as_a_pong_at_once() {
+        let mut f = StreamFramer::outbound(Limits::default());
+        let mut buf = BytesMut::from(&b"\r\n"[..]);
         assert_eq!(f.decode(&mut buf).unwrap(), Frame::Pong);
         assert!(buf.is_empty());
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(f.decode(&mut buf).unwrap(), Frame::Ping);
     }
 }
 

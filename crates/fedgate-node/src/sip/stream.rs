@@ -127,7 +127,12 @@ async fn run_inner<S: AsyncRead + AsyncWrite + Unpin>(
     if *stop.borrow_and_update() {
         return Close::Shutdown;
     }
-    let mut framer = StreamFramer::new(lim.sip);
+    // On a connection we ping, a lone CRLF is the pong and must be seen at once.
+    let mut framer = if pings {
+        StreamFramer::outbound(lim.sip)
+    } else {
+        StreamFramer::new(lim.sip)
+    };
     let mut buf = BytesMut::new();
     let mut pending: Option<Inbound> = None;
     let now = Instant::now();
