@@ -18,15 +18,27 @@
 //! - [`tls`]: rustls configuration (ring provider), PEM loading, self-signed certificates
 //!   for demos and tests, and the DNS names a certificate is valid for;
 //! - [`config`]: the node configuration, one typed struct read from TOML and validated
-//!   before anything listens (every default is written in `examples/fedgate.toml`).
+//!   before anything listens (every default is written in `examples/fedgate.toml`);
+//! - [`c2s`]: the client listener for local users ([`c2s::C2sListener`]: STARTTLS, SASL
+//!   SCRAM/PLAIN against the store's credentials, resource binding), one task per
+//!   connection owning its `fedgate_xmpp::c2s::C2sIncoming`;
+//! - [`core`]: the [`core::Router`] that joins them: local sessions by bare and full JID,
+//!   RFC 6121 message delivery, rosters and subscriptions, presence broadcast and probes,
+//!   offline storage; remote domains through the [`core::RemoteLinks`] seam
+//!   ([`core::XmppRemoteLinks`] over [`xmpp::S2sOutbound`]); [`core::Node`] starts it all;
+//! - [`cli`]: the `fedgate-federation` command line (run, `check-config`, `user`,
+//!   `dns-records`).
 //!
-//! Not yet here (later issues): the c2s driver and the core that joins local users, SIP
-//! and XMPP.
+//! Not yet here (later issues): starting s2s and SIP from [`core::Node`], applying the
+//! presence tables and federation policy on the remote paths, and the routing node.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod c2s;
+pub mod cli;
+pub mod config;
+pub mod core;
 pub mod dns;
 pub mod sip;
 pub mod tls;
-pub mod config;
 pub mod xmpp;
