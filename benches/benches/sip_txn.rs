@@ -41,10 +41,19 @@ impl MessageTemplate {
             c = "C".repeat(WIDTH),
         );
         let bytes = text.into_bytes();
-        let find = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).expect("field");
+        let find = |pat: &[u8]| {
+            bytes
+                .windows(pat.len())
+                .position(|w| w == pat)
+                .expect("field")
+        };
         let cseq_at = find(&[b'C'; WIDTH]);
         let branch_at = find(&[b'B'; WIDTH]);
-        MessageTemplate { bytes, cseq_at, branch_at }
+        MessageTemplate {
+            bytes,
+            cseq_at,
+            branch_at,
+        }
     }
 
     fn make(&mut self, n: u64) -> Bytes {
@@ -76,7 +85,12 @@ fn ua_with_session(flow: Flow, now: Instant) -> (UserAgent, String) {
         panic!("INVITE was not offered as a session")
     };
     ua.accept_session(now, session).expect("accept");
-    let tag = ua.session_dialog(session).expect("dialog").id().local_tag.clone();
+    let tag = ua
+        .session_dialog(session)
+        .expect("dialog")
+        .id()
+        .local_tag
+        .clone();
     while ua.poll_transmit().is_some() {}
     while ua.poll_event().is_some() {}
     (ua, String::from_utf8_lossy(&tag).into_owned())
@@ -137,7 +151,10 @@ fn bench(c: &mut Criterion) {
             }
             let elapsed = start.elapsed();
             assert_eq!(answered, iters);
-            assert!(ep.is_empty(), "transactions must not pile up on a reliable transport");
+            assert!(
+                ep.is_empty(),
+                "transactions must not pile up on a reliable transport"
+            );
             elapsed
         })
     });

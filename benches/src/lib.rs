@@ -86,7 +86,11 @@ mod tests {
             fedgate_sip::validate(&msg).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let cl = msg.content_length().unwrap().0 as usize;
             let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-            assert_eq!(wire.len() - head_end, cl, "{name}: body length != Content-Length");
+            assert_eq!(
+                wire.len() - head_end,
+                cl,
+                "{name}: body length != Content-Length"
+            );
         }
     }
 }
