@@ -19,7 +19,7 @@ Ms-Conversation-ID: AdM7f2Z1Q3n0\r\n\
 ms-text-format: text/plain; charset=UTF-8;msgr=WAAtAE0A;ms-body=SGVsbG8=\r\n\
 User-Agent: UCCAPI/15.0.4481.1000 OC/15.0.4481.1000 (Microsoft Lync)\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 175\r\n\
+Content-Length: 179\r\n\
 \r\n\
 v=0\r\n\
 o=- 0 0 IN IP4 192.0.2.10\r\n\
@@ -41,7 +41,7 @@ Contact: <sip:fedgate.example:5061;transport=tls>\r\n\
 Event: presence\r\n\
 Subscription-State: active;expires=3600\r\n\
 Content-Type: application/pidf+xml\r\n\
-Content-Length: 170\r\n\
+Content-Length: 185\r\n\
 \r\n\
 <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:bob@contoso.com\">\
