@@ -300,6 +300,29 @@ fn run(path: Option<&Path>, out: &mut dyn Write) -> Result<(), CliError> {
             )?;
             out.flush()?;
         }
+        if let Some(a) = node.s2s_addr() {
+            let peers: Vec<&str> = v
+                .peers
+                .iter()
+                .filter(|p| p.protocol == fedgate_policy::Protocol::Xmpp)
+                .map(|p| p.domain.as_str())
+                .collect();
+            writeln!(
+                out,
+                "XMPP federation (s2s) listens on {a}; federated XMPP domains: {} (xmpp_mode {})",
+                if peers.is_empty() {
+                    "none configured".to_owned()
+                } else {
+                    peers.join(", ")
+                },
+                match v.federation.xmpp_mode() {
+                    fedgate_policy::XmppMode::AllowAll => "allow-all",
+                    fedgate_policy::XmppMode::AllowListed => "allow-listed",
+                    fedgate_policy::XmppMode::DenyListed => "deny-listed",
+                }
+            )?;
+            out.flush()?;
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;

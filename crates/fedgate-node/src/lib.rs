@@ -24,13 +24,15 @@
 //!   connection owning its `fedgate_xmpp::c2s::C2sIncoming`;
 //! - [`core`]: the [`core::Router`] that joins them: local sessions by bare and full JID,
 //!   RFC 6121 message delivery, rosters and subscriptions, presence broadcast and probes,
-//!   offline storage; remote domains through the [`core::RemoteLinks`] seam
-//!   ([`core::XmppRemoteLinks`] over [`xmpp::S2sOutbound`]); [`core::Node`] starts it all;
+//!   offline storage; remote domains through the [`core::RemoteLinks`] seam. With
+//!   `xmpp.s2s.enabled`, [`core::Node`] also starts XMPP federation: the s2s listener and
+//!   outbound links behind the federation gate (domains permitted by fedgate-policy,
+//!   presence mapped by the remote domain's family per the mapping tables);
 //! - [`cli`]: the `fedgate-federation` command line (run, `check-config`, `user`,
 //!   `dns-records`).
 //!
-//! Not yet here (later issues): starting s2s and SIP from [`core::Node`], applying the
-//! presence tables and federation policy on the remote paths, and the routing node.
+//! Not yet here (later issues): per-user authorization and polite blocking on the
+//! federation paths, SIP federation in the node, and the routing node.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

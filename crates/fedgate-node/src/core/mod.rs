@@ -1,5 +1,5 @@
 //! The node core: the [`Router`] that joins local users' c2s sessions, the store and
-//! (later) remote domains.
+//! remote XMPP domains (s2s, behind the [`FederationGate`]).
 //!
 //! # Tasks and channels
 //! ```text
@@ -44,16 +44,25 @@
 //!   `service-unavailable`.
 //! * **unknown local user**: message and iq get `service-unavailable`, presence dropped.
 //! * **remote domain**: [`RemoteLinks::send`]; with no links installed, or when the link
-//!   refuses, the sender gets `remote-server-not-found`.
+//!   refuses, the sender gets `remote-server-not-found` (`not-allowed` for a domain that
+//!   is not federated, `resource-constraint` for a full link queue).
+//!
+//! # Federation (XMPP)
+//! [`Node`] starts the s2s driver when `xmpp.s2s.enabled` and installs
+//! [`FederatedXmppLinks`] ([`XmppRemoteLinks`] behind the [`FederationGate`]) with
+//! [`Router::set_remote_links`]; inbound stanzas go through [`pump_federated`] (the gate,
+//! then [`Router::handle_remote`]). The gate applies fedgate-policy's
+//! [`FederationConfig`](fedgate_policy::FederationConfig) (outbound to a domain not
+//! federated over XMPP: `not-allowed`; inbound from a domain not permitted:
+//! `service-unavailable` for messages and iq requests, presence dropped, so the user is
+//! never contacted) and maps presence by the remote domain's family (Tables 4, 5 and 7;
+//! the `xmpp` family unchanged). Peers are resolved by [`FederationLookup`]: static
+//! targets from `[[federation.domain]] targets`, DNS otherwise.
 //!
 //! # Not done yet
-//! * Federation wiring: [`Router::set_remote_links`] takes the XMPP s2s outbound handle
-//!   (and later the SIP side) behind [`RemoteLinks`]; inbound stanzas from a peer enter
-//!   through [`Router::handle_remote`]. The per-family availability mapping (Tables 1–7,
-//!   fedgate-presence) plugs in there: outbound presence is mapped in the `RemoteLinks`
-//!   implementation of a family, inbound presence in the caller of `handle_remote`
-//!   before the stanza is routed here. Policy checks (fedgate-policy: federated domain,
-//!   per-user authorization, polite blocking) belong at the same two points.
+//! * Per-user policy (fedgate-policy's `Policy` engine: authorize, polite blocking,
+//!   stored answers, `presence_fanout`): a subscription from a permitted domain follows
+//!   the RFC 6121 processing below (the user is asked). The SIP side (links, Tables 1–3).
 //! * No roster versioning, no directed-presence bookkeeping (no unavailable sent to
 //!   entities that got directed presence), no XEP-0191 blocking, no privacy lists, no
 //!   carbons, no MUC, no last-presence answer to probes when the contact is offline.
@@ -73,3 +82,9 @@ pub use users::UserDirectory;
 pub(crate) mod util;
 mod xmpp_links;
 pub use xmpp_links::{XmppRemoteLinks, pump_inbound, renamespace};
+mod federation;
+pub use federation::{
+    FederatedXmppLinks, FederationGate, Inbound, LOCAL_FAMILY, map_presence, pump_federated,
+};
+mod lookup;
+pub use lookup::FederationLookup;

@@ -1,17 +1,30 @@
 //! [`Node`]: the federation node assembled from a validated configuration: the store on
-//! its writer thread, the accounts, the [`Router`] and the c2s listener.
+//! its writer thread, the accounts, the [`Router`], the c2s listener and, when
+//! `xmpp.s2s.enabled`, XMPP federation: an [`S2sListener`] on `xmpp.s2s.listen` and an
+//! [`S2sOutbound`] resolving peers with a [`FederationLookup`] (static targets, else
+//! DNS), plugged into the router behind the [`FederationGate`]
+//! ([`FederatedXmppLinks`] outbound, [`pump_federated`] inbound).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedgate_policy::Protocol;
 use fedgate_store::{SqliteStore, StoreError, StoreHandle};
 use fedgate_xmpp::DomainPart;
+use fedgate_xmpp::s2s::S2sConfig;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::{CoreConfig, Router, UserDirectory};
+use super::{
+    CoreConfig, FederatedXmppLinks, FederationGate, FederationLookup, Router, UserDirectory,
+    XmppRemoteLinks, pump_federated,
+};
 use crate::c2s::{C2sListener, C2sListenerConfig};
-use crate::config::{TlsStartup, ValidatedConfig};
+use crate::config::{ConfigError, S2sSettings, TlsStartup, ValidatedConfig};
+use crate::dns::DnsLookup;
 use crate::tls::{ClientAuth, TlsError, TlsSettings};
+use crate::xmpp::{S2sListener, S2sOutbound, XmppConfig, XmppTls, random_seed};
 
 /// Why the node did not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,19 +49,120 @@ pub enum NodeError {
     /// A hosted domain is not a valid XMPP domain.
     #[error("node.domains: {0}")]
     Domain(String),
+    /// A configuration value read at start (the dialback secret file).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The XMPP s2s driver could not be built.
+    #[error("xmpp.s2s: {0}")]
+    S2s(String),
 }
 
-/// A running federation node (this slice: local users over c2s).
+/// XMPP federation of a running node.
+#[derive(Debug)]
+struct S2s {
+    listener: S2sListener,
+    outbound: S2sOutbound,
+    pump: JoinHandle<()>,
+}
+
+/// A running federation node: local users over c2s, remote XMPP domains over s2s.
 #[derive(Debug)]
 pub struct Node {
     router: Router,
     c2s: Option<C2sListener>,
+    s2s: Option<S2s>,
     store_thread: Option<std::thread::JoinHandle<SqliteStore>>,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(s) = self.s2s.take() {
+            self.router.clear_remote_links();
+            s.pump.abort();
+        }
+    }
+}
+
+fn domain_part(d: &fedgate_policy::Domain) -> Result<DomainPart, NodeError> {
+    DomainPart::new(d.as_str()).map_err(|e| NodeError::Domain(format!("{d}: {e}")))
+}
+
+async fn start_s2s(
+    cfg: &ValidatedConfig,
+    s: &S2sSettings,
+    tls: Option<&TlsStartup>,
+    domains: Vec<DomainPart>,
+    router: &Router,
+) -> Result<S2s, NodeError> {
+    let core = S2sConfig {
+        local_domains: domains,
+        secret: s.dialback_secret(random_seed())?,
+        limits: cfg.xmpp_limits.clone(),
+        tls_available: false, // set by the driver from `XmppConfig::tls`
+        incoming_tls: s.starttls,
+        tls_required_peers: cfg
+            .xmpp_peers_requiring_tls()
+            .into_iter()
+            .map(domain_part)
+            .collect::<Result<_, _>>()?,
+        id_seed: random_seed(),
+    };
+    let mut xc = XmppConfig::new(core);
+    if let Some(identity) = tls.and_then(|t| t.settings.identity.clone()) {
+        xc.tls = Some(XmppTls::new(identity)?);
+    }
+    xc.default_tls_policy = s.starttls;
+    for p in cfg.peers.iter().filter(|p| p.protocol == Protocol::Xmpp) {
+        if let Some(policy) = p.starttls {
+            xc.peer_tls.insert(domain_part(&p.domain)?, policy);
+        }
+    }
+    xc.limits.idle_timeout = s.idle_timeout;
+    // No keep-alive: never before the idle close.
+    xc.limits.keepalive_interval = s
+        .keepalive
+        .unwrap_or(s.idle_timeout + Duration::from_secs(1));
+    let dns = match DnsLookup::new(&cfg.dns) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "xmpp.s2s: no DNS; only peers with static targets are reachable");
+            None
+        }
+    };
+    let lookup = FederationLookup::new(cfg, dns);
+    let (sink, rx) = mpsc::channel(cfg.connections.inbound_queue.max(1));
+    let outbound = S2sOutbound::new(xc, lookup, sink).map_err(|e| NodeError::S2s(e.to_string()))?;
+    let listener = S2sListener::bind(s.listen, &outbound)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "xmpp.s2s.listen",
+            addr: s.listen,
+            source,
+        })?;
+    let gate = Arc::new(FederationGate::from_config(cfg));
+    router.set_remote_links(Arc::new(FederatedXmppLinks::new(
+        gate.clone(),
+        XmppRemoteLinks(outbound.clone()),
+    )));
+    let pump = tokio::spawn(pump_federated(rx, router.clone(), gate, outbound.clone()));
+    Ok(S2s {
+        listener,
+        outbound,
+        pump,
+    })
+}
+
 impl Node {
-    /// Opens the store in `data_dir`, reads the accounts and starts the c2s listener
-    /// (with STARTTLS when `tls` holds a certificate).
+    /// Opens the store in `data_dir`, reads the accounts, starts the c2s listener (with
+    /// STARTTLS when `tls` holds a certificate) and, when `xmpp.s2s.enabled`, XMPP
+    /// federation (s2s listener and outbound links behind the [`FederationGate`]).
+    ///
+    /// s2s settings: dialback secret from `xmpp.s2s.dialback_secret` / `secret_file` (random
+    /// per start otherwise); STARTTLS offered with the node certificate when there is one;
+    /// `xmpp.s2s.starttls` is both the inbound requirement and the default outbound policy,
+    /// a peer's own `starttls` overrides it outbound, and the peers whose effective policy is
+    /// `required` must use TLS inbound too; `idle_timeout_secs` and `keepalive_secs` (0: no
+    /// keep-alive before the idle close) go to the driver's limits.
     pub async fn start(cfg: &ValidatedConfig, tls: Option<&TlsStartup>) -> Result<Node, NodeError> {
         let domains = cfg
             .local_domains
@@ -66,6 +180,10 @@ impl Node {
             ..CoreConfig::default()
         };
         let router = Router::new(core, domains.clone(), handle, users);
+        let s2s = match &cfg.s2s {
+            Some(s) => Some(start_s2s(cfg, s, tls, domains.clone(), &router).await?),
+            None => None,
+        };
         let c2s = match &cfg.c2s {
             None => None,
             Some(c) => {
@@ -106,6 +224,7 @@ impl Node {
         Ok(Node {
             router,
             c2s,
+            s2s,
             store_thread: Some(store_thread),
         })
     }
@@ -120,14 +239,31 @@ impl Node {
         self.c2s.as_ref().map(C2sListener::local_addr)
     }
 
+    /// Where the s2s listener listens (`None`: XMPP federation disabled).
+    pub fn s2s_addr(&self) -> Option<SocketAddr> {
+        self.s2s.as_ref().map(|s| s.listener.local_addr())
+    }
+
+    /// The XMPP outbound driver (`None`: XMPP federation disabled).
+    pub fn s2s_outbound(&self) -> Option<&S2sOutbound> {
+        self.s2s.as_ref().map(|s| &s.outbound)
+    }
+
     /// The accounts.
     pub fn users(&self) -> &Arc<UserDirectory> {
         self.router.users()
     }
 
-    /// Closes every client stream with `</stream:stream>`, then stops the store's writer
-    /// thread once the last request is done (bounded wait).
+    /// Stops accepting s2s connections and detaches the remote links, closes every
+    /// client stream with `</stream:stream>`, then stops the store's writer thread once
+    /// the last request is done (bounded wait). Established s2s streams end at their
+    /// idle timeout (the XMPP driver has no way to close them on request).
     pub async fn shutdown(mut self) {
+        if let Some(s) = self.s2s.take() {
+            drop(s.listener);
+            self.router.clear_remote_links();
+            s.pump.abort();
+        }
         if let Some(c) = self.c2s.take() {
             c.shutdown().await;
         }

@@ -141,6 +141,10 @@ pub enum RemoteError {
     /// The link's queue is full: `resource-constraint`.
     #[error("link queue full")]
     Full,
+    /// The domain is not federated (administrator policy): `not-allowed`
+    /// (RFC 6120 §8.3.3.11, "sending to entities at a blacklisted domain").
+    #[error("the domain is not federated")]
+    NotAllowed,
     /// Anything else: `remote-server-not-found`.
     #[error("{0}")]
     Other(String),
@@ -302,6 +306,16 @@ impl Router {
             .remote
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(links);
+    }
+
+    /// Removes the links to remote domains (shutdown): remote stanzas then bounce
+    /// `remote-server-not-found`.
+    pub fn clear_remote_links(&self) {
+        *self
+            .inner
+            .remote
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The accounts.
@@ -591,6 +605,7 @@ impl Router {
             tracing::debug!(to = el.attr("to"), error = %e, "core: remote domain not reachable");
             let c = match e {
                 RemoteError::Full => Cond::ResourceConstraint,
+                RemoteError::NotAllowed => Cond::NotAllowed,
                 _ => Cond::RemoteServerNotFound,
             };
             // Only local senders get the bounce (never bounce to a remote domain), and

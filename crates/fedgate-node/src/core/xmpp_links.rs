@@ -3,9 +3,10 @@
 //! [`pump_inbound`] (the node's [`StanzaSink`](crate::xmpp::StanzaSink) receiver into
 //! [`Router::handle_remote`]).
 //!
-//! Not done yet: the node does not start the s2s listener and outbound manager itself
-//! ([`Node`](super::Node) runs c2s only); policy checks (fedgate-policy) and the XMPP
-//! family's presence mapping (fedgate-presence Tables 1–7) belong in these two places.
+//! These are the unfiltered seams; the node uses them behind the
+//! [`FederationGate`](super::FederationGate) ([`FederatedXmppLinks`](super::FederatedXmppLinks),
+//! [`pump_federated`](super::pump_federated)), which adds federation policy and the
+//! presence mapping.
 
 use fedgate_xmpp::stanza::Stanza;
 use fedgate_xmpp::{Element, ns};
