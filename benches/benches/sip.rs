@@ -1,10 +1,14 @@
 //! SIP parsing and serialization: fedgate-sip against rsip 0.4 and ezk-sip-types 0.6 on
 //! the same bytes in the same run (inputs in `fedgate_benches`).
 //!
-//! Two modes per parser:
+//! Modes:
 //! - `untyped`: start line parsed, every header split into name and value;
 //! - `typed`: the same, plus the core headers decoded into typed values: Via (all
 //!   values), From, To, Call-ID, CSeq, Contact and Content-Length.
+//! - `typed_ref` (fedgate only): the same headers through fedgate-sip's borrowed
+//!   views (`fedgate_sip::view`), checked exactly as the owned decoders check them;
+//!   the fields an application reads first (branch, sent-by, tag, epid, URI host,
+//!   sequence number, method) are read, so nothing is left for later.
 //!
 //! Before criterion runs, the bench prints the heap allocations of one parse of each
 //! input by each parser (counted with a wrapping global allocator).
@@ -24,7 +28,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 mod fedgate {
     use super::*;
-    use fedgate_sip::{Limits, Message, parse_datagram};
+    use fedgate_sip::{ContactRefs, Limits, Message, parse_datagram};
 
     pub fn untyped(wire: &Bytes) -> Message {
         let m = parse_datagram(wire.clone(), &Limits::DEFAULT).expect("fedgate-sip parse");
@@ -47,6 +51,37 @@ mod fedgate {
         let cl = m.content_length().expect("content-length");
         black_box((&from, &to, &call_id, &cseq, &contact, &cl));
         vias.len()
+    }
+
+    pub fn typed_ref(wire: &Bytes) -> usize {
+        let m = untyped(wire);
+        let mut vias = 0;
+        for v in m.vias().expect("via") {
+            let v = v.expect("via");
+            black_box((v.branch(), v.host(), v.port()));
+            vias += 1;
+        }
+        let from = m.from_ref().expect("from");
+        let to = m.to_ref().expect("to");
+        let call_id = m.call_id_ref().expect("call-id");
+        let cseq = m.cseq_ref().expect("cseq");
+        let mut contacts = 0;
+        if let Ok(ContactRefs::Addresses(list)) = m.contact_refs() {
+            for c in list.flatten() {
+                black_box(c.uri().as_sip().map(|u| u.host()));
+                contacts += 1;
+            }
+        }
+        let cl = m.content_length().expect("content-length");
+        black_box((
+            from.tag(),
+            from.epid(),
+            from.uri().as_sip().map(|u| u.host()),
+        ));
+        black_box((to.tag(), to.uri().as_sip().map(|u| u.host())));
+        black_box((call_id.as_bytes(), cseq.seq, cseq.method_bytes()));
+        black_box((contacts, &cl));
+        vias
     }
 
     pub fn serialize(m: &Message, out: &mut Vec<u8>) {
@@ -141,7 +176,10 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (usize, usize) {
     let out = f();
     let stats = region.change();
     drop(out);
-    (stats.allocations + stats.reallocations, stats.bytes_allocated)
+    (
+        stats.allocations + stats.reallocations,
+        stats.bytes_allocated,
+    )
 }
 
 fn report_allocations() {
@@ -150,12 +188,13 @@ fn report_allocations() {
         let wire = Bytes::from_static(wire);
         let f_u = allocations(|| fedgate::untyped(&wire));
         let f_t = allocations(|| fedgate::typed(&wire));
+        let f_r = allocations(|| fedgate::typed_ref(&wire));
         let r_u = allocations(|| rsip_peer::untyped(&wire).is_ok());
         let r_t = allocations(|| rsip_peer::typed(&wire).is_ok());
         let e_u = allocations(|| ezk_peer::untyped(&wire).is_ok());
         let e_t = allocations(|| ezk_peer::typed(&wire).is_ok());
         println!(
-            "  {name:<18} fedgate untyped {f_u:?} typed {f_t:?} | rsip untyped {r_u:?} typed {r_t:?} | ezk untyped {e_u:?} typed {e_t:?}"
+            "  {name:<18} fedgate untyped {f_u:?} typed {f_t:?} typed_ref {f_r:?} | rsip untyped {r_u:?} typed {r_t:?} | ezk untyped {e_u:?} typed {e_t:?}"
         );
     }
 }
@@ -174,7 +213,7 @@ fn peer_ok<T, E: std::fmt::Display>(peer: &str, input: &str, r: Result<T, E>) ->
 }
 
 fn parse_benches(c: &mut Criterion) {
-    for mode in ["untyped", "typed"] {
+    for mode in ["untyped", "typed", "typed_ref"] {
         let mut g = c.benchmark_group(format!("sip_parse_{mode}"));
         for (name, wire) in SIP_INPUTS {
             let wire = Bytes::from_static(wire);
@@ -193,6 +232,10 @@ fn parse_benches(c: &mut Criterion) {
                         b.iter(|| ezk_peer::untyped(black_box(w)).map(|p| p.headers))
                     });
                 }
+            } else if mode == "typed_ref" {
+                g.bench_with_input(BenchmarkId::new("fedgate", name), &wire, |b, w| {
+                    b.iter(|| fedgate::typed_ref(black_box(w)))
+                });
             } else {
                 g.bench_with_input(BenchmarkId::new("fedgate", name), &wire, |b, w| {
                     b.iter(|| fedgate::typed(black_box(w)))

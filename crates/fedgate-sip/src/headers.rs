@@ -504,6 +504,24 @@ impl Headers {
             })
     }
 
+    /// The first header of this kind at or after entry `from`, with its index.
+    #[inline]
+    pub(crate) fn find_from(
+        &self,
+        kind: HeaderKind,
+        from: usize,
+    ) -> Option<(usize, HeaderRef<'_>)> {
+        let rest = self.entries.get(from..)?;
+        let p = rest.iter().position(|h| h.kind == Some(kind))?;
+        Some((
+            from + p,
+            HeaderRef {
+                headers: self,
+                entry: rest[p],
+            },
+        ))
+    }
+
     /// Every header of this kind, in order.
     #[inline]
     pub fn get_all(&self, kind: HeaderKind) -> impl Iterator<Item = HeaderRef<'_>> + '_ {

@@ -35,6 +35,7 @@
 //! | one UDP datagram | [`parse_datagram`] (or [`Message::parse`] with default limits) |
 //! | TCP/TLS stream | [`StreamFramer::decode`] over a `BytesMut`; stateless [`frame_stream`] |
 //! | header iteration | [`Message::headers`] → [`Headers::iter`], [`Headers::get_named`], [`HeaderRef`] |
+//! | borrowed typed views (no allocation) | [`Message::vias`], [`Message::top_via_ref`], [`Message::from_ref`], [`Message::to_ref`], [`Message::call_id_ref`], [`Message::cseq_ref`], [`Message::contact_refs`]; see [`view`] |
 //! | typed headers | [`Message::via`], [`Message::top_via`], [`Message::from`], [`Message::to`], [`Message::call_id`], [`Message::cseq`], [`Message::contact`], [`Message::content_length`], and the rest on [`Headers`] |
 //! | validation | [`validate()`], then [`check_policy`] |
 //! | serializer | [`Message::encode`], [`Message::to_bytes`]; [`HeaderValue::encode`] for typed values |
@@ -100,6 +101,7 @@ pub mod parse;
 pub mod typed;
 pub mod uri;
 pub mod validate;
+pub mod view;
 
 pub use error::{Answer, Error, FramingError, HeaderError, Salvage, ValueError};
 pub use headers::{Header, HeaderKind, HeaderRef, Headers};
@@ -113,3 +115,7 @@ pub use typed::{
 };
 pub use uri::{AbsoluteUri, Host, Param, Params, SipUri, TelUri, Uri, unescape};
 pub use validate::{Policy, Rejection, check_policy, validate};
+pub use view::{
+    AddressRef, AddressRefs, CSeqRef, CallIdRef, ContactRefs, HostRef, ParamsIter, ParamsRef,
+    SipUriRef, TelUriRef, UriParamsRef, UriRef, ViaRef, ViaRefs,
+};

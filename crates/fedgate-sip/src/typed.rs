@@ -38,7 +38,7 @@ pub trait HeaderValue: Sized {
 
 type PResult<'a, T> = IResult<&'a [u8], T>;
 
-fn sws(i: &[u8]) -> &[u8] {
+pub(crate) fn sws(i: &[u8]) -> &[u8] {
     let n = i.iter().position(|c| !chars::is_ws(*c)).unwrap_or(i.len());
     &i[n..]
 }
@@ -142,14 +142,14 @@ pub(crate) fn header_params<'a>(
 
 /// Index of the first byte at or after `k` that is not SP or HTAB.
 #[inline]
-fn skip_ws(i: &[u8], mut k: usize) -> usize {
+pub(crate) fn skip_ws(i: &[u8], mut k: usize) -> usize {
     while k < i.len() && chars::is_ws(i[k]) {
         k += 1;
     }
     k
 }
 
-fn end(rest: &[u8]) -> Result<(), ValueError> {
+pub(crate) fn end(rest: &[u8]) -> Result<(), ValueError> {
     if sws(rest).is_empty() {
         Ok(())
     } else {
@@ -183,7 +183,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn from_token(src: &Bytes, t: &[u8]) -> Transport {
+    pub(crate) fn from_token(src: &Bytes, t: &[u8]) -> Transport {
         match t.len() {
             2 if chars::eq_lower(t, b"ws") => Transport::Ws,
             3 if chars::eq_lower(t, b"tls") => Transport::Tls,

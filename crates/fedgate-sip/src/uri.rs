@@ -162,7 +162,7 @@ pub(crate) fn parse_host(src: &Bytes, s: &[u8]) -> Result<Host, ValueError> {
     host_from_span(src, s, digits_dots)
 }
 
-fn parse_ipv6_ref(s: &[u8]) -> Result<Host, ValueError> {
+pub(crate) fn parse_ipv6_ref(s: &[u8]) -> Result<Host, ValueError> {
     let inner = s
         .strip_prefix(b"[")
         .and_then(|i| i.strip_suffix(b"]"))
@@ -173,28 +173,30 @@ fn parse_ipv6_ref(s: &[u8]) -> Result<Host, ValueError> {
         .map_err(|_| ValueError::new("bad IPv6 address"))
 }
 
+/// Host characters by class. Bit 0: hostname character; bit 1: digit or dot.
+pub(crate) static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if HOST[c] {
+            t[c] = 1;
+        }
+        c += 1;
+    }
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = 3;
+        d += 1;
+    }
+    t[b'.' as usize] = 3;
+    t
+};
+
 /// The length of the longest prefix of `s` made of hostname characters, and
 /// whether that prefix is made of digits and dots only.
 #[inline]
 pub(crate) fn host_span(s: &[u8]) -> (usize, bool) {
-    // Bit 0: hostname character; bit 1: digit or dot.
-    static CLASS: [u8; 256] = {
-        let mut t = [0u8; 256];
-        let mut c = 0;
-        while c < 256 {
-            if HOST[c] {
-                t[c] = 1;
-            }
-            c += 1;
-        }
-        let mut d = b'0';
-        while d <= b'9' {
-            t[d as usize] = 3;
-            d += 1;
-        }
-        t[b'.' as usize] = 3;
-        t
-    };
+    const CLASS: &[u8; 256] = &HOST_CLASS;
     let mut acc = 3;
     let mut n = 0;
     while n < s.len() {
@@ -375,6 +377,9 @@ pub struct AbsoluteUri {
 }
 
 impl AbsoluteUri {
+    pub(crate) fn from_parts(raw: Bytes, scheme_len: usize) -> Self {
+        AbsoluteUri { raw, scheme_len }
+    }
     /// The scheme (without the colon).
     pub fn scheme(&self) -> &[u8] {
         &self.raw[..self.scheme_len]
@@ -453,7 +458,7 @@ impl Uri {
 
 type PResult<'a, T> = IResult<&'a [u8], T>;
 
-fn scheme(i: &[u8]) -> PResult<'_, &[u8]> {
+pub(crate) fn scheme(i: &[u8]) -> PResult<'_, &[u8]> {
     recognize((
         take_while1(|c: u8| c.is_ascii_alphabetic()),
         take_while(|c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.'),
@@ -496,13 +501,13 @@ pub(crate) fn uri_params<'a>(
 }
 
 /// `paramchar` without `%` (escapes are checked by [`chars::span`]).
-static PARAMCHAR_NP: [bool; 256] = {
+pub(crate) static PARAMCHAR_NP: [bool; 256] = {
     let mut t = PARAMCHAR;
     t[b'%' as usize] = false;
     t
 };
 /// Parameter value characters: `paramchar` and `=`, without `%`.
-static PARAMVALUE_NP: [bool; 256] = {
+pub(crate) static PARAMVALUE_NP: [bool; 256] = {
     let mut t = PARAMCHAR_NP;
     t[b'=' as usize] = true;
     t
@@ -629,13 +634,13 @@ fn parse_sip(src: &Bytes, s: &[u8], secure: bool, ctx: UriContext) -> Result<Uri
 }
 
 /// `user` characters without `%` (escapes are checked by [`chars::span`]).
-static USER_NP: [bool; 256] = {
+pub(crate) static USER_NP: [bool; 256] = {
     let mut t = USER;
     t[b'%' as usize] = false;
     t
 };
 /// `password` characters without `%`.
-static PASSWORD_NP: [bool; 256] = {
+pub(crate) static PASSWORD_NP: [bool; 256] = {
     let mut t = PASSWORD;
     t[b'%' as usize] = false;
     t
