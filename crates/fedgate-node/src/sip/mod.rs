@@ -1,5 +1,6 @@
 //! The SIP transport: tokio drivers for UDP, TCP and TLS that the transaction layer
-//! (`fedgate-sip-txn`) sits on.
+//! (`fedgate-sip-txn`) sits on, and [`SipUa`] ([`ua`]), the task that runs a
+//! `fedgate_sip_txn::UserAgent` on it.
 //!
 //! **What it does**
 //! - Listens ([`SipTransport::listen_tcp`], [`SipTransport::listen_tls`],
@@ -81,6 +82,7 @@ mod config;
 pub mod reply;
 mod stream;
 mod transport;
+pub mod ua;
 mod udp;
 
 pub use config::{Backoff, Timers, TransportConfig, TransportLimits};
@@ -88,3 +90,4 @@ pub use transport::{
     ConnectionId, Inbound, PeerIdentity, SendError, SipTransport, Source, Target, TransportError,
     TransportKind,
 };
+pub use ua::{SipUa, SipUaConfig, SipUaEvent, SubscribeOptions, UaError};

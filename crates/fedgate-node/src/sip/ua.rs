@@ -1,0 +1,1118 @@
+//! [`SipUa`]: the tokio driver of a sans-IO [`fedgate_sip_txn::UserAgent`] on top of a
+//! [`SipTransport`].
+//!
+//! **What it does**: one task owns the `UserAgent` and runs it by the run-loop contract
+//! of `fedgate-sip-txn` (input → drain events → drain transmits → arm the timer). It
+//! maps transport sources and targets to [`Flow`]s, turns the UA's events into
+//! [`SipUaEvent`]s on a bounded channel, and takes the application's calls (subscribe,
+//! notify, open a session, send a message, …) as commands on a bounded channel through
+//! the cheap-to-clone [`SipUa`] handle.
+//!
+//! **What it does not do**: no DNS (the caller gives a [`Target`]), no authorization
+//! (the caller decides on [`SipUaEvent::SubscriptionRequested`] and
+//! [`SipUaEvent::SessionOffered`], which carry the verified TLS identity of the
+//! connection), no RFC 5923 connection reuse for our own requests (a dialog we
+//! answered stays on the connection it came on; a dialog we started goes to its
+//! [`Target`], which the transport maps to its outbound connections), no application
+//! answer for requests the UA does not own (page-mode MESSAGE, INFO outside a session,
+//! …: they are answered `501` and reported as [`SipUaEvent::Unhandled`]).
+//!
+//! # Tasks and channels
+//!
+//! ```text
+//!  SipTransport ──[Receiver<Inbound>, bounded]──┐
+//!                                               ▼
+//!  SipUa (handle, Clone) ──try_send──▶ [commands, bounded] ──▶ driver task ──▶ [events, bounded] ──▶ Receiver<SipUaEvent>
+//!     ▲ oneshot reply per command ◀─────────────────────────── owns UserAgent,
+//!                                                               flow table, timer
+//!                                         transmits ──▶ SipTransport::reply / send (never wait)
+//! ```
+//!
+//! # The run loop
+//!
+//! One `select!` over: the event channel's free slot (only while translated events are
+//! waiting), the inbound receiver and the command receiver (only while fewer than
+//! `events` translated events are waiting, so a slow event consumer stops the reading
+//! of the transport: TCP backpressure), and one `sleep_until(poll_timeout())`. After
+//! each input the driver drains `poll_event` (translated into the waiting queue) and
+//! only then `poll_transmit`, so an application sees a MESSAGE before the peer sees
+//! its 200. A transmit that cannot be sent (closed connection, full queue, unreachable
+//! target) is fed back as `handle_transport_error(flow)`.
+//!
+//! Time: the UA gets `tokio::time::Instant::now().into_std()`, so tokio's paused clock
+//! drives every SIP timer in tests.
+//!
+//! The task ends when every [`SipUa`] handle is dropped or the transport's inbound
+//! channel closes.
+//!
+//! # Flows
+//!
+//! A [`Flow`] id stands for one path: an inbound stream connection (replies go back on
+//! it with [`SipTransport::reply`]), a UDP peer address, or a [`Target`] we send our
+//! own requests to (with [`SipTransport::send`], which opens or reuses an outbound
+//! connection). The table is bounded (`max_flows`): the least recently used path is
+//! forgotten first, and a transmit for a forgotten or closed path is reported to the
+//! UA as a transport error.
+//!
+//! # Work-arounds for the core
+//!
+//! Every transmit is re-parsed (the transport takes a [`Message`], the core hands out
+//! bytes). That lets the driver patch two gaps of `fedgate-sip-txn`:
+//!
+//! - **Content-Length on streams**: the core leaves it out of in-dialog ACK and BYE;
+//!   RFC 3261 §18.3 requires it on TCP/TLS and fedgate's own framer closes the
+//!   connection without it. The driver adds it on reliable flows.
+//! - **Full-state NOTIFY on refresh**: the core answers a subscription refresh with an
+//!   `active` NOTIFY without a body; the Lync watcher (`tests/sipp/lync_watcher_uac.xml`)
+//!   fails the call on an `active` NOTIFY without a PIDF document. With
+//!   [`SipUaConfig::full_state_on_refresh`] (on by default) the driver puts the last
+//!   document the application notified into such a NOTIFY.
+//!
+//! # Delivery of our MESSAGEs
+//!
+//! The core reports a MESSAGE that failed but not one that was answered 2xx. The
+//! driver reads the 2xx responses to MESSAGEs of open sessions off the inbound
+//! stream (matched by Call-ID, counted once per CSeq) and reports
+//! [`SipUaEvent::MessageDelivered`] after the UA has handled the response. The core
+//! sends in-dialog requests without waiting for the previous answer; an application
+//! that must not pipeline waits for this event before the next request.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fedgate_sip::{Address, Header, HeaderKind, Message, Method};
+use fedgate_sip_txn::ua::sub_state_of;
+use fedgate_sip_txn::{
+    CloseReason, Flow, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId, Transmit,
+    UaConfig, UaEvent, UserAgent,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::transport::{
+    ConnectionId, Inbound, PeerIdentity, SendError, SipTransport, Source, Target, TransportKind,
+};
+
+/// Configuration of a [`SipUa`].
+///
+/// | field | default |
+/// |---|---|
+/// | `commands` | 64 queued commands |
+/// | `events` | 256 queued events |
+/// | `max_flows` | 1024 remembered paths |
+/// | `full_state_on_refresh` | true |
+#[derive(Debug, Clone)]
+pub struct SipUaConfig {
+    /// The user agent's configuration.
+    pub ua: UaConfig,
+    /// Depth of the command channel; a full one makes calls fail with [`UaError::Busy`].
+    pub commands: usize,
+    /// Depth of the event channel (and of the driver's own queue behind it).
+    pub events: usize,
+    /// Paths (connections, UDP peers, targets) the flow table remembers.
+    pub max_flows: usize,
+    /// Put the last notified document into the body-less NOTIFY the core sends on a
+    /// refresh (see the module docs).
+    pub full_state_on_refresh: bool,
+}
+
+impl SipUaConfig {
+    /// The documented defaults around a UA configuration.
+    pub fn new(ua: UaConfig) -> Self {
+        SipUaConfig {
+            ua,
+            commands: 64,
+            events: 256,
+            max_flows: 1024,
+            full_state_on_refresh: true,
+        }
+    }
+}
+
+/// Why a call on [`SipUa`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UaError {
+    /// The command queue is full: retry later (answer 503 upstream).
+    #[error("the SIP user agent's command queue is full")]
+    Busy,
+    /// The driver task has ended.
+    #[error("the SIP user agent has stopped")]
+    Stopped,
+    /// The user agent refused the call.
+    #[error(transparent)]
+    Ua(#[from] fedgate_sip_txn::Error),
+}
+
+/// What to subscribe to ([`SipUa::subscribe_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Event package. Default `presence`.
+    pub event: String,
+    /// Accept types. Default PIDF and Microsoft's categories
+    /// (`application/pidf+xml`, `application/msrtc-event-categories+xml`).
+    pub accept: Vec<String>,
+    /// Requested duration in seconds. Default 3600.
+    pub expires: u32,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            event: "presence".into(),
+            accept: vec![
+                "application/pidf+xml".into(),
+                "application/msrtc-event-categories+xml".into(),
+            ],
+            expires: 3600,
+        }
+    }
+}
+
+/// What the driver tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SipUaEvent {
+    /// Notifier: a watcher asks to subscribe. Answer with
+    /// [`SipUa::accept_subscription`] or [`SipUa::reject_subscription`].
+    SubscriptionRequested {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// The watcher (From).
+        from: Address,
+        /// The presentity (To).
+        to: Address,
+        /// The Event package.
+        event: Bytes,
+        /// Granted seconds (0: a fetch).
+        expires: u32,
+        /// The verified TLS identity of the connection the SUBSCRIBE came on.
+        tls_peer: Option<Arc<PeerIdentity>>,
+    },
+    /// Notifier: the watcher refreshed.
+    SubscriptionRefreshed {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// Granted seconds.
+        expires: u32,
+    },
+    /// Subscriber: the first NOTIFY with `Subscription-State: active` arrived.
+    SubscriptionActive {
+        /// The subscription.
+        subscription: SubscriptionId,
+    },
+    /// Subscriber: a NOTIFY arrived (it was answered 200).
+    Notified {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// Its Subscription-State.
+        state: SubState,
+        /// Content-Type, if there is a body.
+        content_type: Option<Bytes>,
+        /// The body (may be empty).
+        body: Bytes,
+    },
+    /// A subscription ended (either role).
+    SubscriptionTerminated {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// Why.
+        reason: SubEnd,
+    },
+    /// An IM session is offered. Answer with [`SipUa::accept_session`] or
+    /// [`SipUa::reject_session`].
+    SessionOffered {
+        /// The session.
+        session: SessionId,
+        /// The caller (From).
+        remote: Address,
+        /// The callee (To).
+        local: Address,
+        /// The INVITE carried a first message (delivered on accept).
+        has_first_message: bool,
+        /// The verified TLS identity of the connection the INVITE came on.
+        tls_peer: Option<Arc<PeerIdentity>>,
+    },
+    /// The session is up.
+    SessionOpened {
+        /// The session.
+        session: SessionId,
+    },
+    /// A message in a session.
+    MessageReceived {
+        /// The session.
+        session: SessionId,
+        /// Content-Type.
+        content_type: Bytes,
+        /// The body.
+        body: Bytes,
+    },
+    /// A typing indication.
+    Typing {
+        /// The session.
+        session: SessionId,
+        /// `state` is `active`.
+        active: bool,
+    },
+    /// The peer answered one of our MESSAGEs in a session with a 2xx (one event per
+    /// MESSAGE, in CSeq order; the driver reads it off the response, see the module
+    /// docs).
+    MessageDelivered {
+        /// The session.
+        session: SessionId,
+        /// The MESSAGE's CSeq number.
+        cseq: u32,
+    },
+    /// A MESSAGE we sent failed.
+    MessageFailed {
+        /// The session.
+        session: SessionId,
+        /// Final status (408 on timeout, 503 on a transport error).
+        status: u16,
+    },
+    /// A session ended.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A request the UA does not own; the driver answered it `501`.
+    Unhandled {
+        /// Its method.
+        method: Method,
+        /// Its From.
+        from: Option<Address>,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, fedgate_sip_txn::Error>>;
+
+#[derive(Debug)]
+enum Command {
+    Subscribe {
+        target: Target,
+        from: Address,
+        to: Address,
+        opts: SubscribeOptions,
+        reply: Reply<SubscriptionId>,
+    },
+    AcceptSubscription {
+        sub: SubscriptionId,
+        state: SubState,
+        body: Option<(String, Bytes)>,
+        reply: Reply<()>,
+    },
+    RejectSubscription {
+        sub: SubscriptionId,
+        code: u16,
+        reply: Reply<()>,
+    },
+    Notify {
+        sub: SubscriptionId,
+        state: Option<SubState>,
+        body: Option<(String, Bytes)>,
+        reply: Reply<()>,
+    },
+    Terminate {
+        sub: SubscriptionId,
+        reason: String,
+        reply: Reply<()>,
+    },
+    OpenSession {
+        target: Target,
+        from: Address,
+        to: Address,
+        reply: Reply<SessionId>,
+    },
+    AcceptSession {
+        session: SessionId,
+        reply: Reply<()>,
+    },
+    RejectSession {
+        session: SessionId,
+        code: u16,
+        reply: Reply<()>,
+    },
+    SendMessage {
+        session: SessionId,
+        content_type: String,
+        body: Bytes,
+        reply: Reply<()>,
+    },
+    CloseSession {
+        session: SessionId,
+        reply: Reply<()>,
+    },
+}
+
+/// The handle to a running SIP user agent: cheap to clone. Every call queues a command
+/// (never waits for room: a full queue is [`UaError::Busy`]) and waits for the driver's
+/// answer, which comes right after the UA processed it.
+#[derive(Debug, Clone)]
+pub struct SipUa {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SipUa {
+    /// Starts the driver task on `transport` and its inbound receiver. Returns the
+    /// handle, the event receiver (depth `cfg.events`) and the task.
+    pub fn spawn(
+        transport: SipTransport,
+        inbound: mpsc::Receiver<Inbound>,
+        cfg: SipUaConfig,
+    ) -> (SipUa, mpsc::Receiver<SipUaEvent>, JoinHandle<()>) {
+        let (tx, cmds) = mpsc::channel(cfg.commands.max(1));
+        let (ev_tx, ev_rx) = mpsc::channel(cfg.events.max(1));
+        let driver = Driver {
+            ua: UserAgent::new(cfg.ua.clone()),
+            transport,
+            inbound,
+            cmds,
+            events: ev_tx,
+            waiting: VecDeque::new(),
+            max_waiting: cfg.events.max(1),
+            flows: Flows::new(cfg.max_flows.max(1)),
+            current_peer: None,
+            active_subs: HashSet::new(),
+            docs: HashMap::new(),
+            notifier_keys: HashMap::new(),
+            full_state: cfg.full_state_on_refresh,
+            session_calls: HashMap::new(),
+            sip_limits: cfg.ua.endpoint.sip_limits,
+            tag_seed: cfg.ua.endpoint.seed,
+            tag_n: 0,
+        };
+        let task = tokio::spawn(driver.run());
+        (SipUa { tx }, ev_rx, task)
+    }
+
+    async fn call<T>(&self, f: impl FnOnce(Reply<T>) -> Command) -> Result<T, UaError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(f(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => UaError::Busy,
+            mpsc::error::TrySendError::Closed(_) => UaError::Stopped,
+        })?;
+        Ok(rx.await.map_err(|_| UaError::Stopped)??)
+    }
+
+    /// Subscribes to `to`'s presence at `target` with the default
+    /// [`SubscribeOptions`].
+    pub async fn subscribe(
+        &self,
+        target: Target,
+        from: Address,
+        to: Address,
+    ) -> Result<SubscriptionId, UaError> {
+        self.subscribe_with(target, from, to, SubscribeOptions::default())
+            .await
+    }
+
+    /// Subscribes with these options.
+    pub async fn subscribe_with(
+        &self,
+        target: Target,
+        from: Address,
+        to: Address,
+        opts: SubscribeOptions,
+    ) -> Result<SubscriptionId, UaError> {
+        self.call(|reply| Command::Subscribe {
+            target,
+            from,
+            to,
+            opts,
+            reply,
+        })
+        .await
+    }
+
+    /// Notifier: accepts a requested subscription in `state` (Active or Pending): 200,
+    /// then the first NOTIFY with `body` (`(content_type, body)`) if given.
+    pub async fn accept_subscription(
+        &self,
+        sub: SubscriptionId,
+        state: SubState,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(), UaError> {
+        let body = body.map(|(ct, b)| (ct.to_owned(), b));
+        self.call(|reply| Command::AcceptSubscription {
+            sub,
+            state,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Notifier: rejects a requested subscription (403, 404, …).
+    pub async fn reject_subscription(&self, sub: SubscriptionId, code: u16) -> Result<(), UaError> {
+        self.call(|reply| Command::RejectSubscription { sub, code, reply })
+            .await
+    }
+
+    /// Notifier: sends a NOTIFY with this document; `state` changes the subscription's
+    /// state (Pending → Active; Terminated ends it).
+    pub async fn notify(
+        &self,
+        sub: SubscriptionId,
+        state: Option<SubState>,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(), UaError> {
+        let body = Some((content_type.to_owned(), body));
+        self.call(|reply| Command::Notify {
+            sub,
+            state,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Ends a subscription: the notifier sends `terminated;reason=<reason>`, the
+    /// subscriber unsubscribes (Expires: 0).
+    pub async fn terminate(&self, sub: SubscriptionId, reason: &str) -> Result<(), UaError> {
+        let reason = reason.to_owned();
+        self.call(|reply| Command::Terminate { sub, reason, reply })
+            .await
+    }
+
+    /// Opens an IM session to `to` at `target` (INVITE).
+    pub async fn open_session(
+        &self,
+        target: Target,
+        from: Address,
+        to: Address,
+    ) -> Result<SessionId, UaError> {
+        self.call(|reply| Command::OpenSession {
+            target,
+            from,
+            to,
+            reply,
+        })
+        .await
+    }
+
+    /// Accepts an offered session (200 with the SDP answer).
+    pub async fn accept_session(&self, session: SessionId) -> Result<(), UaError> {
+        self.call(|reply| Command::AcceptSession { session, reply })
+            .await
+    }
+
+    /// Rejects an offered session with `code`.
+    pub async fn reject_session(&self, session: SessionId, code: u16) -> Result<(), UaError> {
+        self.call(|reply| Command::RejectSession {
+            session,
+            code,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends `text` as `text/plain; charset=UTF-8` in a session (queued until the
+    /// session is up, within the UA's `max_queued_messages`).
+    pub async fn send_message(&self, session: SessionId, text: &str) -> Result<(), UaError> {
+        self.send_body(
+            session,
+            "text/plain; charset=UTF-8",
+            Bytes::copy_from_slice(text.as_bytes()),
+        )
+        .await
+    }
+
+    /// Sends a body of any content type in a session.
+    pub async fn send_body(
+        &self,
+        session: SessionId,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(), UaError> {
+        let content_type = content_type.to_owned();
+        self.call(|reply| Command::SendMessage {
+            session,
+            content_type,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Closes a session (BYE, CANCEL or 480 depending on its state).
+    pub async fn close_session(&self, session: SessionId) -> Result<(), UaError> {
+        self.call(|reply| Command::CloseSession { session, reply })
+            .await
+    }
+}
+
+// ---- the flow table -----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Path {
+    /// An inbound connection or a UDP peer: answer the way it came.
+    Back(Source),
+    /// Our own requests to a target.
+    To(Target),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PathKey {
+    Conn(ConnectionId),
+    Udp(SocketAddr, SocketAddr),
+    Target(Target),
+}
+
+#[derive(Debug)]
+struct Flows {
+    cap: usize,
+    next_id: u64,
+    clock: u64,
+    by_key: HashMap<PathKey, u64>,
+    paths: HashMap<u64, (PathKey, Path, u64)>,
+}
+
+fn txn_kind(k: TransportKind) -> fedgate_sip_txn::TransportKind {
+    match k {
+        TransportKind::Udp => fedgate_sip_txn::TransportKind::Udp,
+        TransportKind::Tcp => fedgate_sip_txn::TransportKind::Tcp,
+        TransportKind::Tls => fedgate_sip_txn::TransportKind::Tls,
+    }
+}
+
+impl Flows {
+    fn new(cap: usize) -> Self {
+        Flows {
+            cap,
+            next_id: 1,
+            clock: 0,
+            by_key: HashMap::new(),
+            paths: HashMap::new(),
+        }
+    }
+
+    fn flow_for(&mut self, key: PathKey, path: Path, kind: TransportKind) -> Flow {
+        self.clock += 1;
+        if let Some(&id) = self.by_key.get(&key) {
+            if let Some(e) = self.paths.get_mut(&id) {
+                e.2 = self.clock;
+            }
+            return Flow::new(id, txn_kind(kind));
+        }
+        if self.paths.len() >= self.cap {
+            // Forget the least recently used path (O(cap); the cap is small).
+            if let Some(old) = self.paths.iter().min_by_key(|(_, e)| e.2).map(|(k, _)| *k) {
+                self.forget(old);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_key.insert(key.clone(), id);
+        self.paths.insert(id, (key, path, self.clock));
+        Flow::new(id, txn_kind(kind))
+    }
+
+    fn source(&mut self, s: &Source) -> Flow {
+        let key = match s.connection {
+            Some(c) => PathKey::Conn(c),
+            None => PathKey::Udp(s.local, s.peer),
+        };
+        self.flow_for(key, Path::Back(*s), s.transport)
+    }
+
+    fn target(&mut self, t: &Target) -> Flow {
+        self.flow_for(PathKey::Target(t.clone()), Path::To(t.clone()), t.kind)
+    }
+
+    fn path(&self, id: u64) -> Option<&Path> {
+        self.paths.get(&id).map(|e| &e.1)
+    }
+
+    fn forget(&mut self, id: u64) {
+        if let Some((key, _, _)) = self.paths.remove(&id) {
+            self.by_key.remove(&key);
+        }
+    }
+}
+
+// ---- the driver -----------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Driver {
+    ua: UserAgent,
+    transport: SipTransport,
+    inbound: mpsc::Receiver<Inbound>,
+    cmds: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SipUaEvent>,
+    /// Translated events waiting for room in `events` (at most `max_waiting` plus what
+    /// one input or timer produces).
+    waiting: VecDeque<SipUaEvent>,
+    max_waiting: usize,
+    flows: Flows,
+    /// The TLS identity of the inbound message being handled.
+    current_peer: Option<Arc<PeerIdentity>>,
+    /// Subscriber side: subscriptions that have seen an active NOTIFY.
+    active_subs: HashSet<SubscriptionId>,
+    /// Notifier side: the last document notified per subscription.
+    docs: HashMap<SubscriptionId, (Bytes, Bytes)>,
+    /// Notifier side: (Call-ID, watcher's tag) → subscription, to find the document
+    /// of a refresh NOTIFY on the wire.
+    notifier_keys: HashMap<(Bytes, Bytes), SubscriptionId>,
+    full_state: bool,
+    /// Open sessions by Call-ID, with the highest MESSAGE CSeq reported delivered.
+    session_calls: HashMap<Bytes, (SessionId, u32)>,
+    sip_limits: fedgate_sip::Limits,
+    tag_seed: u64,
+    tag_n: u64,
+}
+
+enum Step<'a> {
+    Room(Option<mpsc::Permit<'a, SipUaEvent>>),
+    Timeout,
+    Command(Option<Command>),
+    Inbound(Option<Inbound>),
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let events = self.events.clone();
+        loop {
+            let deadline = self.ua.poll_timeout().map(tokio::time::Instant::from_std);
+            let room = self.waiting.len() < self.max_waiting;
+            let has_waiting = !self.waiting.is_empty();
+            let step = tokio::select! {
+                biased;
+                permit = events.reserve(), if has_waiting => Step::Room(permit.ok()),
+                () = sleep_until_opt(deadline) => Step::Timeout,
+                cmd = self.cmds.recv(), if room => Step::Command(cmd),
+                inb = self.inbound.recv(), if room => Step::Inbound(inb),
+            };
+            match step {
+                Step::Room(Some(p)) => {
+                    if let Some(ev) = self.waiting.pop_front() {
+                        p.send(ev);
+                    }
+                }
+                // Nobody listens: events are dropped, the UA goes on.
+                Step::Room(None) => self.waiting.clear(),
+                Step::Timeout => {
+                    self.ua.handle_timeout(now());
+                    self.drain();
+                }
+                Step::Command(Some(c)) => {
+                    self.command(c);
+                    self.drain();
+                }
+                Step::Inbound(Some(i)) => {
+                    let flow = self.flows.source(&i.source);
+                    self.current_peer = i.tls_peer;
+                    let delivered = self.message_delivered(&i.message);
+                    self.ua.handle_message(now(), flow, i.message);
+                    self.drain();
+                    self.current_peer = None;
+                    if let Some(ev) = delivered {
+                        self.push(ev);
+                    }
+                }
+                Step::Command(None) | Step::Inbound(None) => break,
+            }
+        }
+        tracing::debug!("SIP user agent stopped");
+    }
+
+    fn command(&mut self, c: Command) {
+        let n = now();
+        match c {
+            Command::Subscribe {
+                target,
+                from,
+                to,
+                opts,
+                reply,
+            } => {
+                let flow = self.flows.target(&target);
+                let accept: Vec<&str> = opts.accept.iter().map(String::as_str).collect();
+                let params = SubscribeParams {
+                    from: &from,
+                    to: &to,
+                    event: &opts.event,
+                    accept: &accept,
+                    expires: opts.expires,
+                };
+                let _ = reply.send(self.ua.subscribe(n, flow, &params));
+            }
+            Command::AcceptSubscription {
+                sub,
+                state,
+                body,
+                reply,
+            } => {
+                self.remember_doc(sub, body.as_ref());
+                let b = body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone()));
+                let _ = reply.send(self.ua.accept_subscription(n, sub, state, b));
+            }
+            Command::RejectSubscription { sub, code, reply } => {
+                self.forget_sub(sub);
+                let _ = reply.send(self.ua.reject_subscription(n, sub, code));
+            }
+            Command::Notify {
+                sub,
+                state,
+                body,
+                reply,
+            } => {
+                self.remember_doc(sub, body.as_ref());
+                let b = body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone()));
+                let _ = reply.send(self.ua.notify(n, sub, state, b));
+            }
+            Command::Terminate { sub, reason, reply } => {
+                let _ = reply.send(self.ua.terminate_subscription(n, sub, &reason));
+            }
+            Command::OpenSession {
+                target,
+                from,
+                to,
+                reply,
+            } => {
+                let flow = self.flows.target(&target);
+                let _ = reply.send(self.ua.open_session(n, flow, &from, &to));
+            }
+            Command::AcceptSession { session, reply } => {
+                let _ = reply.send(self.ua.accept_session(n, session));
+            }
+            Command::RejectSession {
+                session,
+                code,
+                reply,
+            } => {
+                let _ = reply.send(self.ua.reject_session(n, session, code));
+            }
+            Command::SendMessage {
+                session,
+                content_type,
+                body,
+                reply,
+            } => {
+                let _ = reply.send(self.ua.send_message(n, session, &content_type, body));
+            }
+            Command::CloseSession { session, reply } => {
+                let _ = reply.send(self.ua.close_session(n, session));
+            }
+        }
+    }
+
+    fn remember_doc(&mut self, sub: SubscriptionId, body: Option<&(String, Bytes)>) {
+        if let Some((ct, b)) = body
+            && self.notifier_keys.values().any(|s| *s == sub)
+        {
+            self.docs
+                .insert(sub, (Bytes::copy_from_slice(ct.as_bytes()), b.clone()));
+        }
+    }
+
+    fn forget_sub(&mut self, sub: SubscriptionId) {
+        self.active_subs.remove(&sub);
+        self.docs.remove(&sub);
+        self.notifier_keys.retain(|_, s| *s != sub);
+    }
+
+    /// Steps 2 and 3 of the run-loop contract, repeated while a transmit fails (a
+    /// transport error is an input too). Each flow is reported at most once per drain.
+    fn drain(&mut self) {
+        let mut reported: HashSet<Flow> = HashSet::new();
+        loop {
+            while let Some(ev) = self.ua.poll_event() {
+                self.translate(ev);
+            }
+            let mut failed = Vec::new();
+            while let Some(t) = self.ua.poll_transmit() {
+                if let Some(flow) = self.transmit(t)
+                    && !reported.contains(&flow)
+                    && !failed.contains(&flow)
+                {
+                    failed.push(flow);
+                }
+            }
+            if failed.is_empty() {
+                return;
+            }
+            for flow in failed {
+                reported.insert(flow);
+                self.ua.handle_transport_error(now(), flow);
+            }
+        }
+    }
+
+    fn push(&mut self, ev: SipUaEvent) {
+        self.waiting.push_back(ev);
+    }
+
+    fn translate(&mut self, ev: UaEvent) {
+        match ev {
+            UaEvent::SubscriptionRequested {
+                subscription,
+                from,
+                to,
+                event,
+                expires,
+                request,
+            } => {
+                if let (Ok(cid), Some(tag)) = (request.call_id(), from.tag()) {
+                    self.notifier_keys
+                        .insert((cid.0, tag.clone()), subscription);
+                }
+                let tls_peer = self.current_peer.clone();
+                self.push(SipUaEvent::SubscriptionRequested {
+                    subscription,
+                    from,
+                    to,
+                    event,
+                    expires,
+                    tls_peer,
+                });
+            }
+            UaEvent::SubscriptionRefreshed {
+                subscription,
+                expires,
+            } => self.push(SipUaEvent::SubscriptionRefreshed {
+                subscription,
+                expires,
+            }),
+            UaEvent::Notified {
+                subscription,
+                state,
+                content_type,
+                body,
+            } => {
+                if state == SubState::Active && self.active_subs.insert(subscription) {
+                    self.push(SipUaEvent::SubscriptionActive { subscription });
+                }
+                self.push(SipUaEvent::Notified {
+                    subscription,
+                    state,
+                    content_type,
+                    body,
+                });
+            }
+            UaEvent::SubscriptionTerminated {
+                subscription,
+                reason,
+            } => {
+                self.forget_sub(subscription);
+                self.push(SipUaEvent::SubscriptionTerminated {
+                    subscription,
+                    reason,
+                });
+            }
+            UaEvent::SessionOffered {
+                session,
+                remote,
+                local,
+                has_first_message,
+            } => {
+                let tls_peer = self.current_peer.clone();
+                self.push(SipUaEvent::SessionOffered {
+                    session,
+                    remote,
+                    local,
+                    has_first_message,
+                    tls_peer,
+                });
+            }
+            UaEvent::SessionOpened { session } => {
+                if let Some(d) = self.ua.session_dialog(session) {
+                    self.session_calls
+                        .insert(d.id().call_id.clone(), (session, 0));
+                }
+                self.push(SipUaEvent::SessionOpened { session })
+            }
+            UaEvent::MessageReceived {
+                session,
+                content_type,
+                body,
+            } => self.push(SipUaEvent::MessageReceived {
+                session,
+                content_type,
+                body,
+            }),
+            UaEvent::Typing { session, active } => {
+                self.push(SipUaEvent::Typing { session, active })
+            }
+            UaEvent::MessageFailed { session, status } => {
+                self.push(SipUaEvent::MessageFailed { session, status })
+            }
+            UaEvent::SessionClosed { session, reason } => {
+                self.session_calls.retain(|_, (s, _)| *s != session);
+                self.push(SipUaEvent::SessionClosed { session, reason })
+            }
+            UaEvent::Request { txn, request, .. } => {
+                let tag = self.new_tag();
+                let resp = fedgate_sip_txn::util::response_to(&request, 501, Some(&tag));
+                if let Err(e) = self.ua.respond(now(), txn, resp) {
+                    tracing::debug!(error = %e, "could not answer an unhandled request");
+                }
+                if let Some(method) = request.method().cloned() {
+                    self.push(SipUaEvent::Unhandled {
+                        method,
+                        from: request.from().ok(),
+                    });
+                }
+            }
+            other => tracing::debug!(event = ?other, "SIP UA event not translated"),
+        }
+    }
+
+    /// A 2xx to a MESSAGE of an open session, not reported before (the core reports
+    /// only failures).
+    fn message_delivered(&mut self, m: &Message) -> Option<SipUaEvent> {
+        let status = m.status()?.as_u16();
+        if !(200..300).contains(&status) {
+            return None;
+        }
+        let cseq = m.cseq().ok()?;
+        if cseq.method != Method::Message {
+            return None;
+        }
+        let cid = m.call_id().ok()?;
+        let (session, last) = self.session_calls.get_mut(&cid.0)?;
+        if cseq.seq <= *last {
+            return None;
+        }
+        *last = cseq.seq;
+        Some(SipUaEvent::MessageDelivered {
+            session: *session,
+            cseq: cseq.seq,
+        })
+    }
+
+    fn new_tag(&mut self) -> Bytes {
+        self.tag_n += 1;
+        Bytes::from(format!("d{:x}{:x}", self.tag_seed, self.tag_n))
+    }
+
+    /// Sends one transmit; returns its flow if it could not be sent.
+    fn transmit(&mut self, t: Transmit) -> Option<Flow> {
+        let Some(path) = self.flows.path(t.flow.id).cloned() else {
+            tracing::debug!(flow = t.flow.id, "transmit for a forgotten flow");
+            return Some(t.flow);
+        };
+        // The transport takes a `Message`; the core hands out bytes. Re-parse (our own
+        // output: it parses).
+        let mut msg = match fedgate_sip::parse_datagram(t.payload, &self.sip_limits) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "the UA produced a message that does not parse");
+                return None;
+            }
+        };
+        // RFC 3261 §18.3: Content-Length is mandatory on streams. The core leaves it
+        // out of in-dialog ACK and BYE (fedgate's own framer then closes the
+        // connection); add it.
+        if t.flow.is_reliable() && msg.headers.get(HeaderKind::ContentLength).is_none() {
+            let body = msg.body.clone();
+            msg.set_body(body);
+        }
+        if self.full_state {
+            self.fill_refresh_notify(&mut msg);
+        }
+        let r = match &path {
+            Path::Back(source) => self.transport.reply(source, &msg),
+            Path::To(target) => self.transport.send(target, &msg),
+        };
+        match r {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, flow = t.flow.id, "SIP send failed");
+                if matches!(e, SendError::ConnectionClosed(_)) {
+                    self.flows.forget(t.flow.id);
+                }
+                Some(t.flow)
+            }
+        }
+    }
+
+    /// A body-less active/pending NOTIFY of a notifier subscription gets the last
+    /// document the application notified.
+    fn fill_refresh_notify(&self, msg: &mut Message) {
+        if msg.method() != Some(&Method::Notify) || !msg.body.is_empty() {
+            return;
+        }
+        if !matches!(
+            sub_state_of(msg),
+            Some(SubState::Active | SubState::Pending)
+        ) {
+            return;
+        }
+        let (Ok(cid), Ok(to)) = (msg.call_id(), msg.to()) else {
+            return;
+        };
+        let Some(tag) = to.tag() else { return };
+        let Some(sub) = self.notifier_keys.get(&(cid.0, tag.clone())) else {
+            return;
+        };
+        let Some((ct, body)) = self.docs.get(sub) else {
+            return;
+        };
+        msg.headers.remove(HeaderKind::ContentType);
+        match Header::new("Content-Type", ct.clone()) {
+            Ok(h) => msg.headers.push(h),
+            Err(_) => return,
+        }
+        msg.set_body(body.clone());
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(port: u16) -> Target {
+        Target::tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    #[test]
+    fn flow_table_is_bounded_and_forgets_the_least_recently_used() {
+        let mut f = Flows::new(2);
+        let a = f.target(&target(1));
+        let b = f.target(&target(2));
+        assert_ne!(a, b);
+        // Same path, same flow; this also makes `a` the most recently used.
+        assert_eq!(f.target(&target(1)), a);
+        let c = f.target(&target(3));
+        assert_eq!(f.paths.len(), 2);
+        assert!(f.path(b.id).is_none(), "b was the least recently used");
+        assert!(f.path(a.id).is_some() && f.path(c.id).is_some());
+        // A forgotten path comes back under a new id.
+        let b2 = f.target(&target(2));
+        assert_ne!(b2, b);
+        assert_eq!(f.by_key.len(), f.paths.len());
+    }
+
+    #[test]
+    fn sources_map_by_connection_or_udp_peer() {
+        let mut f = Flows::new(8);
+        let udp = Source {
+            transport: TransportKind::Udp,
+            peer: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            local: SocketAddr::from(([127, 0, 0, 1], 5070)),
+            connection: None,
+        };
+        let x = f.source(&udp);
+        assert_eq!(x, f.source(&udp));
+        assert_eq!(x.transport, fedgate_sip_txn::TransportKind::Udp);
+        assert!(matches!(f.path(x.id), Some(Path::Back(s)) if *s == udp));
+        let t = f.target(&Target::udp(udp.peer));
+        assert_ne!(t, x, "our own requests and replies use different paths");
+    }
+}
