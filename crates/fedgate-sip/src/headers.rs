@@ -466,6 +466,12 @@ impl Headers {
         })
     }
 
+    /// The known kind of every header line, in order.
+    #[inline]
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = Option<HeaderKind>> + '_ {
+        self.entries.iter().map(|e| e.kind)
+    }
+
     /// Number of header lines.
     #[inline]
     pub fn len(&self) -> usize {

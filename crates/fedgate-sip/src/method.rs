@@ -73,7 +73,19 @@ impl Method {
     }
 
     pub(crate) fn from_slice(src: &Bytes, s: &[u8]) -> Result<Method, ValueError> {
-        let known = match s {
+        if let Some(m) = Self::known(s) {
+            return Ok(m);
+        }
+        if !chars::is_token(s) {
+            return Err(ValueError::new("method is not a token"));
+        }
+        Ok(Method::Extension(chars::sub(src, s)))
+    }
+
+    /// The known method named exactly `s` (methods are case-sensitive), if any.
+    #[inline]
+    pub(crate) fn known(s: &[u8]) -> Option<Method> {
+        Some(match s {
             b"INVITE" => Method::Invite,
             b"ACK" => Method::Ack,
             b"BYE" => Method::Bye,
@@ -88,10 +100,19 @@ impl Method {
             b"UPDATE" => Method::Update,
             b"REFER" => Method::Refer,
             b"PUBLISH" => Method::Publish,
-            _ if !chars::is_token(s) => return Err(ValueError::new("method is not a token")),
-            _ => Method::Extension(chars::sub(src, s)),
-        };
-        Ok(known)
+            _ => return None,
+        })
+    }
+
+    /// True if a method parsed from the token `s` would equal `self`, without
+    /// building it: a known name is never an `Extension`, so an `Extension`
+    /// holding a known name (only constructible by hand) equals nothing parsed.
+    #[inline]
+    pub(crate) fn eq_token(&self, s: &[u8]) -> bool {
+        match self {
+            Method::Extension(b) => b[..] == *s && Self::known(s).is_none(),
+            m => Self::known(s).as_ref() == Some(m),
+        }
     }
 
     /// The method name.

@@ -4,12 +4,14 @@
 
 use bytes::Bytes;
 
-use crate::error::{Answer, HeaderError};
-use crate::headers::HeaderKind;
+use crate::chars;
+use crate::error::{Answer, HeaderError, ValueError};
+use crate::headers::{HeaderKind, Headers, split_list};
 use crate::message::{Message, StartLine, Version};
 use crate::method::Method;
 use crate::typed::OptionTag;
 use crate::uri::Uri;
+use crate::view::{self, ContactRefs};
 
 /// Why a message must not be processed, and what to answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,12 @@ fn rej(answer: Answer, reason: &'static str, header: Option<&'static str>) -> Re
 ///
 /// Application checks (416, 420, 483, 501 for unsupported methods) are in
 /// [`check_policy`].
+///
+/// Allocates nothing and touches no reference count: the headers are counted in
+/// one pass and decoded with the borrowed views of [`crate::view`], which accept
+/// exactly what the owned decoders accept (so the verdicts are those of decoding
+/// with [`Headers::via`], [`Headers::from`], …; `tests/validate_views.rs` checks
+/// this against an owned implementation).
 pub fn validate(msg: &Message) -> Result<(), Rejection> {
     let req = msg.request_line();
     let answer = |s| {
@@ -69,13 +77,15 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
         return Err(rej(answer(400), "headers in Request-URI", None));
     }
     let h = msg.headers();
-    for kind in [
-        HeaderKind::To,
-        HeaderKind::From,
-        HeaderKind::CallId,
-        HeaderKind::CSeq,
+    // One pass over the header list counts every kind looked at below.
+    let n = Counts::of(h);
+    for (kind, c) in [
+        (HeaderKind::To, n.to),
+        (HeaderKind::From, n.from),
+        (HeaderKind::CallId, n.call_id),
+        (HeaderKind::CSeq, n.cseq),
     ] {
-        match h.count(kind) {
+        match c {
             1 => {}
             0 => {
                 return Err(rej(
@@ -93,12 +103,12 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
             }
         }
     }
-    for kind in [
-        HeaderKind::MaxForwards,
-        HeaderKind::ContentLength,
-        HeaderKind::ContentType,
+    for (kind, c) in [
+        (HeaderKind::MaxForwards, n.max_forwards),
+        (HeaderKind::ContentLength, n.content_length),
+        (HeaderKind::ContentType, n.content_type),
     ] {
-        if h.count(kind) > 1 {
+        if c > 1 {
             return Err(rej(
                 answer(400),
                 "single-valued header repeated",
@@ -110,24 +120,52 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
         HeaderError::Missing(n) => rej(answer(400), "missing mandatory header", Some(n)),
         HeaderError::Invalid { name, .. } => rej(answer(400), "malformed header", Some(name)),
     };
-    h.via().map_err(bad)?;
-    h.from().map_err(bad)?;
-    h.to().map_err(bad)?;
-    h.call_id().map_err(bad)?;
-    let cseq = h.cseq().map_err(bad)?;
+    // The borrowed views decide exactly as the owned decoders (tests/views.rs,
+    // tests/validate_views.rs) and allocate nothing.
+    for v in h.vias().map_err(bad)? {
+        v.map_err(bad)?;
+    }
+    h.from_ref().map_err(bad)?;
+    h.to_ref().map_err(bad)?;
+    h.call_id_ref().map_err(bad)?;
+    let cseq = h.cseq_ref().map_err(bad)?;
     if let Some(r) = req {
-        if h.count(HeaderKind::MaxForwards) == 1 {
+        if n.max_forwards == 1 {
             h.max_forwards().map_err(bad)?;
         }
-        if h.count(HeaderKind::ContentType) == 1 {
-            h.content_type().map_err(bad)?;
+        if n.content_type == 1
+            && let Some(ct) = h.get(HeaderKind::ContentType)
+        {
+            view::check_media_type(ct.value())
+                .map_err(|error| bad(invalid(HeaderKind::ContentType, error)))?;
         }
-        h.contact().map_err(bad)?;
-        h.route().map_err(bad)?;
-        h.record_route().map_err(bad)?;
-        h.require().map_err(bad)?;
-        h.proxy_require().map_err(bad)?;
-        if cseq.method != r.method {
+        if n.contact > 0 {
+            match h.contact_refs().map_err(bad)? {
+                ContactRefs::Star => {}
+                ContactRefs::Addresses(a) => {
+                    for c in a {
+                        c.map_err(bad)?;
+                    }
+                }
+            }
+        }
+        if n.route > 0 {
+            for a in h.route_refs() {
+                a.map_err(bad)?;
+            }
+        }
+        if n.record_route > 0 {
+            for a in h.record_route_refs() {
+                a.map_err(bad)?;
+            }
+        }
+        if n.require > 0 {
+            option_tags(h, HeaderKind::Require).map_err(bad)?;
+        }
+        if n.proxy_require > 0 {
+            option_tags(h, HeaderKind::ProxyRequire).map_err(bad)?;
+        }
+        if !r.method.eq_token(cseq.method_bytes()) {
             let code = if r.method.is_extension() { 501 } else { 400 };
             return Err(rej(
                 Answer::Status(code),
@@ -135,6 +173,77 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
                 Some("CSeq"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// How many lines of each kind [`validate`] looks at.
+#[derive(Default)]
+struct Counts {
+    to: usize,
+    from: usize,
+    call_id: usize,
+    cseq: usize,
+    max_forwards: usize,
+    content_length: usize,
+    content_type: usize,
+    contact: usize,
+    route: usize,
+    record_route: usize,
+    require: usize,
+    proxy_require: usize,
+}
+
+impl Counts {
+    #[inline]
+    fn of(h: &Headers) -> Counts {
+        let mut n = Counts::default();
+        for k in h.kinds() {
+            let Some(k) = k else { continue };
+            let c = match k {
+                HeaderKind::To => &mut n.to,
+                HeaderKind::From => &mut n.from,
+                HeaderKind::CallId => &mut n.call_id,
+                HeaderKind::CSeq => &mut n.cseq,
+                HeaderKind::MaxForwards => &mut n.max_forwards,
+                HeaderKind::ContentLength => &mut n.content_length,
+                HeaderKind::ContentType => &mut n.content_type,
+                HeaderKind::Contact => &mut n.contact,
+                HeaderKind::Route => &mut n.route,
+                HeaderKind::RecordRoute => &mut n.record_route,
+                HeaderKind::Require => &mut n.require,
+                HeaderKind::ProxyRequire => &mut n.proxy_require,
+                _ => continue,
+            };
+            *c += 1;
+        }
+        n
+    }
+}
+
+fn invalid(kind: HeaderKind, error: ValueError) -> HeaderError {
+    HeaderError::Invalid {
+        name: kind.name(),
+        error,
+    }
+}
+
+/// [`Headers::require`] / [`Headers::proxy_require`]'s verdict, without building
+/// the list: every comma-separated element of every line is a token.
+fn option_tags(h: &Headers, kind: HeaderKind) -> Result<(), HeaderError> {
+    for line in h.get_all(kind) {
+        let v = line.value();
+        if v.is_empty() {
+            continue;
+        }
+        split_list(v, |el| {
+            if chars::is_token(chars::trim_ws(el)) {
+                Ok(())
+            } else {
+                Err(ValueError::new("bad option tag"))
+            }
+        })
+        .map_err(|e| invalid(kind, e))?;
     }
     Ok(())
 }

@@ -1287,6 +1287,31 @@ impl<'a> CSeqRef<'a> {
 }
 
 // ---------------------------------------------------------------------------------
+// Media types
+
+/// Checks a Content-Type value as [`crate::MediaType`]'s decoder does (`m-type
+/// SLASH m-subtype *(SEMI m-parameter)`), without building it.
+#[inline]
+pub(crate) fn check_media_type(v: &[u8]) -> Result<(), ValueError> {
+    let ts = skip_ws(v, 0);
+    let te = span4(&TOKEN, v, ts);
+    if te == ts {
+        return Err(ValueError::new("bad media type"));
+    }
+    let k = skip_ws(v, te);
+    if v.get(k) != Some(&b'/') {
+        return Err(ValueError::new("expected / in media type"));
+    }
+    let ss = skip_ws(v, k + 1);
+    let se = span4(&TOKEN, v, ss);
+    if se == ss {
+        return Err(ValueError::new("bad media subtype"));
+    }
+    let (_, n) = ParamsRef::parse(&v[se..])?;
+    end(&v[se + n..])
+}
+
+// ---------------------------------------------------------------------------------
 // Lists across header lines
 
 /// The comma-separated elements of every header line of one kind, in order, as
