@@ -39,6 +39,79 @@ impl DialogId {
     }
 }
 
+/// A dialog id as three borrowed parts (Call-ID, local tag, remote tag), so a
+/// `HashMap<DialogId, _>` can be searched with slices of a received message
+/// (no copy, no reference count). Hashes exactly like [`DialogId`].
+pub(crate) trait DialogKey {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]);
+}
+
+impl DialogKey for DialogId {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        (&self.call_id, &self.local_tag, &self.remote_tag)
+    }
+}
+
+impl DialogKey for (&[u8], &[u8], &[u8]) {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        (self.0, self.1, self.2)
+    }
+}
+
+impl std::hash::Hash for dyn DialogKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (a, b, c) = self.parts();
+        util::hash_parts(state, &[a, b, c]);
+    }
+}
+
+/// A [`DialogId`] as a map key that hashes like `dyn DialogKey` (one write to the
+/// hasher), so maps keyed by it can be searched with borrowed parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DialogMapKey(pub(crate) DialogId);
+
+impl std::hash::Hash for DialogMapKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.0 as &dyn DialogKey).hash(state);
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn DialogKey + 'a> for DialogMapKey {
+    fn borrow(&self) -> &(dyn DialogKey + 'a) {
+        &self.0
+    }
+}
+
+impl PartialEq for dyn DialogKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn DialogKey + '_ {}
+
+/// The borrowed id of the dialog an incoming request belongs to (see
+/// [`DialogId::of_request`]), decoded without allocating.
+pub(crate) fn request_key(req: &Message) -> Option<(&[u8], &[u8], &[u8])> {
+    let to = match req
+        .headers
+        .get(HeaderKind::To)
+        .map(|h| util::raw_tag(h.value()))
+    {
+        Some(Some(t)) => t?,
+        _ => req.to_ref().ok()?.tag()?,
+    };
+    let from = match req
+        .headers
+        .get(HeaderKind::From)
+        .map(|h| util::raw_tag(h.value()))
+    {
+        Some(Some(t)) => t?,
+        _ => req.from_ref().ok()?.tag()?,
+    };
+    Some((req.call_id_ref().ok()?.as_bytes(), to, from))
+}
+
 /// Which side created the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogRole {
@@ -202,8 +275,8 @@ impl Dialog {
     /// than the last one (or equal, for a new request) is out of order: answer
     /// `Err(500)`. ACK and CANCEL carry the CSeq of their INVITE and are not checked.
     pub fn check_request(&mut self, req: &Message) -> Result<(), u16> {
-        let cseq = req.cseq().map_err(|_| 400u16)?;
-        if matches!(cseq.method, Method::Ack | Method::Cancel) {
+        let cseq = req.cseq_ref().map_err(|_| 400u16)?;
+        if matches!(cseq.method_bytes(), b"ACK" | b"CANCEL") {
             return Ok(());
         }
         if let Some(last) = self.remote_seq
@@ -438,6 +511,23 @@ Content-Length: 0
             routes,
             vec![b"sip:bob@192.0.2.7:5061;transport=tls".to_vec()]
         );
+    }
+
+    #[test]
+    fn borrowed_key_finds_the_dialog_like_the_owned_id() {
+        use std::collections::HashMap;
+        let req = msg(&INVITE.replace(
+            "To: <sip:bob@contoso.com>",
+            "To: <sip:bob@contoso.com>;tag=b1",
+        ));
+        let id = DialogId::of_request(&req).expect("id");
+        let mut m = HashMap::new();
+        m.insert(DialogMapKey(id.clone()), 7);
+        let k = request_key(&req).expect("key");
+        assert_eq!(m.get(&k as &dyn DialogKey), Some(&7));
+        let other: (&[u8], &[u8], &[u8]) = (b"c1@fabrikam.com", b"b1", b"a2");
+        assert_eq!(m.get(&other as &dyn DialogKey), None);
+        assert!(request_key(&msg(INVITE)).is_none(), "no To tag, no dialog");
     }
 
     #[test]

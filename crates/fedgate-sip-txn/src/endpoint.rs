@@ -2,10 +2,13 @@
 //! §17.2.3, §8.2.2.2).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fedgate_sip::{Answer, HeaderKind, Host, Message, Method, Param, Params, Transport, Via};
+use fedgate_sip::{
+    Answer, HeaderKind, Host, HostRef, Message, Method, Param, Params, Transport, Via,
+};
 
 use crate::config::{EndpointConfig, Flow, TransportKind};
 use crate::error::Error;
@@ -13,7 +16,7 @@ use crate::transaction::{
     AckOutcome, ClientInvite, ClientInviteState, ClientNonInvite, Delivery, Failure, ServerInvite,
     ServerInviteState, ServerNonInvite, ServerNote, timeout_response,
 };
-use crate::util::{self, IdGen};
+use crate::util::{self, IdGen, IdMap};
 
 /// A transaction handle. Stale handles (of finished transactions) are detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,13 +123,49 @@ enum Role {
 }
 
 /// The RFC 3261 transaction key: branch, sent-by (server side), method (ACK is
-/// folded into INVITE).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// folded into INVITE). `hash` is a keyed SipHash of the other fields, computed
+/// once per message by [`Endpoint::key`]; the index hashes only it (one SipHash per
+/// message instead of one per lookup, insert and removal), and compares every field.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct TxnKey {
+    hash: u64,
     role: Role,
     branch: Bytes,
     sent_by: Option<(Host, Option<u16>)>,
     method: Method,
+}
+
+impl std::hash::Hash for TxnKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The top Via of a request, as far as transaction matching needs it.
+struct TopVia {
+    /// The branch (empty if none).
+    branch: Bytes,
+    /// Host and port, zero-copy slices of the message.
+    sent_by: (Host, Option<u16>),
+    /// The branch starts with `z9hG4bK`.
+    cookie: bool,
+}
+
+impl TopVia {
+    fn of(req: &Message) -> Option<TopVia> {
+        let src = req.headers.get(HeaderKind::Via)?.value_bytes();
+        let via = req.top_via_ref().ok()?;
+        let host = match via.host() {
+            HostRef::Domain(d) => Host::Domain(util::sub(&src, d)),
+            HostRef::Ipv4(a) => Host::Ipv4(a),
+            HostRef::Ipv6(a) => Host::Ipv6(a),
+        };
+        Some(TopVia {
+            branch: via.branch().map(|b| util::sub(&src, b)).unwrap_or_default(),
+            sent_by: (host, via.port()),
+            cookie: via.has_rfc3261_branch(),
+        })
+    }
 }
 
 /// RFC 2543 matching (§17.2.3) for branches without the magic cookie.
@@ -237,7 +276,9 @@ pub struct Endpoint {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
-    index: HashMap<TxnKey, u32>,
+    index: IdMap<TxnKey, u32>,
+    /// The key of the SipHash in [`TxnKey`] (random per endpoint, like std's).
+    keyer: RandomState,
     legacy: HashMap<LegacyKey, u32>,
     merge: HashMap<MergeKey, u32>,
     timers: BTreeSet<(Instant, u32)>,
@@ -255,6 +296,45 @@ fn key_method(m: &Method) -> Method {
 }
 
 impl Endpoint {
+    /// A transaction key, hashed once.
+    fn key(
+        &self,
+        role: Role,
+        branch: Bytes,
+        sent_by: Option<(Host, Option<u16>)>,
+        method: Method,
+    ) -> TxnKey {
+        let mut h = self.keyer.build_hasher();
+        let mut tag = [role as u8, 0, 0, 0, 0];
+        let host: &[u8] = match &sent_by {
+            None => &[],
+            Some((host, port)) => {
+                tag[1] = 1 + u8::from(port.is_some());
+                tag[2..4].copy_from_slice(&port.unwrap_or(0).to_le_bytes());
+                match host {
+                    Host::Domain(d) => d,
+                    Host::Ipv4(a) => {
+                        tag[4] = 4;
+                        &a.octets()[..]
+                    }
+                    Host::Ipv6(a) => {
+                        tag[4] = 6;
+                        &a.octets()[..]
+                    }
+                }
+            }
+        };
+        util::hash_parts(&mut h, &[&tag, &branch, host, method.as_bytes()]);
+        let hash = h.finish();
+        TxnKey {
+            hash,
+            role,
+            branch,
+            sent_by,
+            method,
+        }
+    }
+
     /// An endpoint with no transactions.
     pub fn new(cfg: EndpointConfig) -> Self {
         Endpoint {
@@ -263,7 +343,8 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            index: HashMap::new(),
+            index: IdMap::default(),
+            keyer: RandomState::new(),
             legacy: HashMap::new(),
             merge: HashMap::new(),
             timers: BTreeSet::new(),
@@ -362,6 +443,15 @@ impl Endpoint {
         }
     }
 
+    /// The connection behind `flow` closed (the peer or the driver ended it) and
+    /// will carry nothing more: every transaction on it fails as on a transport
+    /// error (RFC 3261 §17.1.4, §17.2.4): client transactions report
+    /// [`TxnEvent::Failed`] with [`Failure::TransportError`] and a synthesized 503,
+    /// server transactions end with [`ServerNote::TransportError`].
+    pub fn handle_flow_closed(&mut self, now: Instant, flow: Flow) {
+        self.handle_transport_error(now, flow);
+    }
+
     /// The driver could not send on `flow` (or it closed): every transaction on it
     /// fails.
     pub fn handle_transport_error(&mut self, _now: Instant, flow: Flow) {
@@ -410,8 +500,10 @@ impl Endpoint {
     // ---- TU calls ----------------------------------------------------------------
 
     /// Sends a request in a new client transaction on `flow`. The endpoint puts its
-    /// own Via (with a fresh branch) on top; the request must not carry a Via and
-    /// must not be an ACK (see [`send_ack`](Endpoint::send_ack)).
+    /// own Via (with a fresh branch) on top, adds `Max-Forwards: 70` if the request
+    /// has none (RFC 3261 §8.1.1.6) and makes Content-Length match the body
+    /// (§18.3); the request must not carry a Via and must not be an ACK (see
+    /// [`send_ack`](Endpoint::send_ack)).
     pub fn send_request(&mut self, now: Instant, flow: Flow, req: Message) -> Result<TxnId, Error> {
         let method = req
             .method()
@@ -434,12 +526,7 @@ impl Endpoint {
         }
         let branch = self.ids.branch();
         let req = self.with_via(req, flow.transport, &branch);
-        let key = TxnKey {
-            role: Role::Client,
-            branch,
-            sent_by: None,
-            method: method.clone(),
-        };
+        let key = self.key(Role::Client, branch, None, method);
         Ok(self.start_client(now, flow, req, key))
     }
 
@@ -488,13 +575,8 @@ impl Endpoint {
         }
         let cancel =
             util::cancel_for(m.request()).ok_or(Error::InvalidMessage("cannot build CANCEL"))?;
-        let key = TxnKey {
-            role: Role::Client,
-            branch: e.key.branch.clone(),
-            sent_by: None,
-            method: Method::Cancel,
-        };
-        let flow = e.flow;
+        let (branch, flow) = (e.key.branch.clone(), e.flow);
+        let key = self.key(Role::Client, branch, None, Method::Cancel);
         Ok(self.start_client(now, flow, cancel, key))
     }
 
@@ -519,11 +601,14 @@ impl Endpoint {
 
     /// Sends a response in a server transaction. A final response ends the TU's
     /// part; the transaction absorbs retransmissions until its timers end it.
+    /// Content-Length is made to match the body (RFC 3261 §18.3).
     pub fn send_response(&mut self, now: Instant, txn: TxnId, resp: Message) -> Result<(), Error> {
         let idx = self.check(txn)?;
         let code = resp
             .status()
             .ok_or(Error::InvalidMessage("not a response"))?;
+        let mut resp = resp;
+        util::ensure_content_length(&mut resp);
         let wire = resp.to_bytes();
         let Some(e) = self.entry_mut(idx) else {
             return Err(Error::UnknownTransaction);
@@ -536,6 +621,27 @@ impl Endpoint {
             Machine::Ist(m) => m.send_response(now, code, wire)?,
             Machine::Nist(m) => m.send_response(now, code, wire)?,
             _ => return Err(Error::WrongState("not a server transaction")),
+        }
+        self.after(idx);
+        Ok(())
+    }
+
+    /// [`send_response`](Endpoint::send_response) for a response already encoded
+    /// (with its Content-Length) in a non-INVITE server transaction.
+    pub(crate) fn send_response_wire(
+        &mut self,
+        now: Instant,
+        txn: TxnId,
+        code: u16,
+        wire: Bytes,
+    ) -> Result<(), Error> {
+        let idx = self.check(txn)?;
+        let Some(e) = self.entry_mut(idx) else {
+            return Err(Error::UnknownTransaction);
+        };
+        match &mut e.machine {
+            Machine::Nist(m) => m.send_response(now, util::status(code), wire)?,
+            _ => return Err(Error::WrongState("not a non-INVITE server transaction")),
         }
         self.after(idx);
         Ok(())
@@ -577,9 +683,16 @@ impl Endpoint {
             body: req.body,
         };
         out.push_typed(HeaderKind::Via, &via);
+        let mut max_forwards = false;
         for h in req.headers.iter() {
+            max_forwards |= h.kind() == Some(HeaderKind::MaxForwards);
             out.headers.push(h.to_owned());
         }
+        // RFC 3261 §8.1.1.6: a UAC MUST insert Max-Forwards (70).
+        if !max_forwards {
+            util::push(&mut out, "Max-Forwards", Bytes::from_static(b"70"));
+        }
+        util::ensure_content_length(&mut out);
         out
     }
 
@@ -591,6 +704,7 @@ impl Endpoint {
             util::push(&mut r, "Retry-After", util::num(u64::from(s)));
             r.set_body(Bytes::new());
         }
+        util::ensure_content_length(&mut r);
         self.transmit(flow, r.to_bytes());
     }
 
@@ -603,19 +717,23 @@ impl Endpoint {
             }
             return;
         }
-        let (Ok(via), Ok(cseq), Some(method)) = (req.top_via(), req.cseq(), req.method().cloned())
+        let (Some(via), Ok(cseq), Some(method)) =
+            (TopVia::of(&req), req.cseq_ref(), req.method().cloned())
         else {
             return;
         };
-        let cookie = via.has_rfc3261_branch();
+        let cookie = via.cookie;
+        let mut key = None;
         let found = if cookie {
-            let key = TxnKey {
-                role: Role::Server,
-                branch: via.branch().cloned().unwrap_or_default(),
-                sent_by: Some((via.host.clone(), via.port)),
-                method: key_method(&method),
-            };
-            self.index.get(&key).copied()
+            let k = self.key(
+                Role::Server,
+                via.branch.clone(),
+                Some(via.sent_by.clone()),
+                key_method(&method),
+            );
+            let found = self.index.get(&k).copied();
+            key = Some(k);
+            found
         } else {
             self.legacy_key(&req, &method)
                 .and_then(|k| self.legacy.get(&k).copied())
@@ -659,16 +777,18 @@ impl Endpoint {
             self.stateless_answer(flow, &req, 503, Some(ra));
             return;
         }
-        let key = TxnKey {
-            role: Role::Server,
-            branch: if cookie {
-                via.branch().cloned().unwrap_or_default()
-            } else {
+        let key = match key {
+            Some(k) => k,
+            None => {
                 // Unique per transaction; never looked up.
-                self.ids.branch()
-            },
-            sent_by: Some((via.host.clone(), via.port)),
-            method: key_method(&method),
+                let branch = self.ids.branch();
+                self.key(
+                    Role::Server,
+                    branch,
+                    Some(via.sent_by.clone()),
+                    key_method(&method),
+                )
+            }
         };
         let legacy = if cookie {
             None
@@ -753,14 +873,14 @@ impl Endpoint {
         self.after(idx);
     }
 
-    fn handle_cancel(&mut self, now: Instant, flow: Flow, req: Message, via: &Via) {
-        let invite_key = TxnKey {
-            role: Role::Server,
-            branch: via.branch().cloned().unwrap_or_default(),
-            sent_by: Some((via.host.clone(), via.port)),
-            method: Method::Invite,
-        };
-        let target = if via.has_rfc3261_branch() {
+    fn handle_cancel(&mut self, now: Instant, flow: Flow, req: Message, via: &TopVia) {
+        let invite_key = self.key(
+            Role::Server,
+            via.branch.clone(),
+            Some(via.sent_by.clone()),
+            Method::Invite,
+        );
+        let target = if via.cookie {
             self.index.get(&invite_key).copied()
         } else {
             self.legacy_key(&req, &Method::Invite)
@@ -776,16 +896,17 @@ impl Endpoint {
             return;
         }
         // The CANCEL's own transaction, answered 200 at once (§9.2).
-        let key = TxnKey {
-            role: Role::Server,
-            branch: if via.has_rfc3261_branch() {
-                invite_key.branch.clone()
-            } else {
-                self.ids.branch()
-            },
-            sent_by: invite_key.sent_by.clone(),
-            method: Method::Cancel,
+        let branch = if via.cookie {
+            invite_key.branch.clone()
+        } else {
+            self.ids.branch()
         };
+        let key = self.key(
+            Role::Server,
+            branch,
+            invite_key.sent_by.clone(),
+            Method::Cancel,
+        );
         let to_tag = self.entry(inv).and_then(|e| e.to_tag.clone());
         let t = self.cfg.timers;
         let resp = util::response_to(&req, 200, to_tag.as_ref());
@@ -833,16 +954,14 @@ impl Endpoint {
     }
 
     fn handle_response(&mut self, now: Instant, resp: Message) {
-        let (Ok(via), Ok(cseq)) = (resp.top_via(), resp.cseq()) else {
+        let (Ok(via), Ok(cseq)) = (resp.top_via_ref(), resp.cseq_ref()) else {
             return;
         };
         let Some(branch) = via.branch() else { return };
-        let key = TxnKey {
-            role: Role::Client,
-            branch: branch.clone(),
-            sent_by: None,
-            method: cseq.method,
+        let Some(src) = resp.headers.get(HeaderKind::Via).map(|h| h.value_bytes()) else {
+            return;
         };
+        let key = self.key(Role::Client, util::sub(&src, branch), None, cseq.method());
         let Some(idx) = self.index.get(&key).copied() else {
             tracing::trace!("stray response dropped");
             return;

@@ -90,6 +90,11 @@ pub enum FuzzOp {
         /// Which session / subscription.
         which: u8,
     },
+    /// The connection of a flow closes.
+    FlowClosed {
+        /// Flow selector.
+        flow: u8,
+    },
 }
 
 const FLOWS: [Flow; 3] = [
@@ -233,6 +238,9 @@ impl Harness {
                     .handle_transport_error(now, FLOWS[*flow as usize % 3]);
             }
             FuzzOp::App { action, which } => self.app(*action, *which),
+            FuzzOp::FlowClosed { flow } => {
+                self.ua.handle_flow_closed(now, FLOWS[*flow as usize % 3]);
+            }
         }
     }
 
@@ -387,7 +395,28 @@ impl Harness {
         while let Some(t) = self.ua.poll_transmit() {
             self.transmits += 1;
             let m = Message::parse(t.payload).expect("every transmitted message parses back");
+            // RFC 3261 §18.3 / §20.14: one Content-Length, equal to the body.
+            assert_eq!(
+                m.headers.count(fedgate_sip::HeaderKind::ContentLength),
+                1,
+                "Content-Length on every message"
+            );
+            assert_eq!(
+                m.content_length().map(|c| c.0).ok(),
+                Some(m.body.len() as u64)
+            );
             if m.is_request() {
+                // §8.1.1: Max-Forwards and a Via with an RFC 3261 branch.
+                assert!(
+                    m.headers
+                        .get(fedgate_sip::HeaderKind::MaxForwards)
+                        .is_some(),
+                    "Max-Forwards on every request"
+                );
+                assert!(
+                    m.top_via().is_ok_and(|v| v.has_rfc3261_branch()),
+                    "a z9hG4bK branch on every request"
+                );
                 self.sent.push_back(m);
                 if self.sent.len() > 32 {
                     self.sent.pop_front();

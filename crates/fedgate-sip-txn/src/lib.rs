@@ -18,10 +18,23 @@
 //! - **A user agent** ([`UserAgent`]) for federation with Lync / Skype for Business:
 //!   session-mode IM (INVITE with `m=message … sip null`, MESSAGE in the dialog,
 //!   typing indications, BYE, idle close, the `ms-text-format` first message
-//!   delivered exactly once) and RFC 6665 / RFC 3856 subscriptions in both roles
-//!   (Expires negotiation with 423/Min-Expires and a cap, refresh before expiry,
-//!   Subscription-State, Timer N, unsubscribe, 481, a NOTIFY that arrives before
-//!   the 2xx).
+//!   delivered exactly once, each MESSAGE we send reported
+//!   [`UaEvent::MessageDelivered`] on its 2xx or [`UaEvent::MessageFailed`]) and
+//!   RFC 6665 / RFC 3856 subscriptions in both roles (Expires negotiation with
+//!   423/Min-Expires and a cap, refresh before expiry, Subscription-State, Timer N,
+//!   unsubscribe, 481, a NOTIFY that arrives before the 2xx, and full state in every
+//!   NOTIFY: one without a new document, such as the answer to a refresh, carries
+//!   the last one the application notified).
+//! - **Well-formed output**: every message the crate sends carries exactly one
+//!   Content-Length equal to its body (RFC 3261 §18.3: mandatory on TCP/TLS), every
+//!   request Max-Forwards and a Via with a fresh `z9hG4bK` branch (§8.1.1), every 405
+//!   an Allow (§8.2.1). A request or response handed in by the TU is completed the
+//!   same way.
+//! - **Connection loss** ([`UserAgent::handle_flow_closed`],
+//!   [`Endpoint::handle_flow_closed`]): transactions on the flow fail as transport
+//!   errors (RFC 3261 §17.1.4, §17.2.4), IM sessions on it end
+//!   ([`CloseReason::FlowClosed`], no BYE), subscriptions outlive it and move to the
+//!   flow the peer's next in-dialog request comes on.
 //! - **A fuzzing harness** ([`fuzzing`]) that drives one UA with an `Arbitrary`
 //!   sequence of operations (feature `arbitrary`).
 //!
@@ -39,7 +52,8 @@
 //!
 //! 1. Feed input with one `handle_*(now, …)` call: a received message
 //!    (`handle_datagram` / `handle_message` / `handle_parse_error`), a transport
-//!    failure (`handle_transport_error`), or the passage of time
+//!    failure (`handle_transport_error`: a send failed; `handle_flow_closed`: the
+//!    connection is gone for good), or the passage of time
 //!    (`handle_timeout(now)` once `now >= poll_timeout()`). Application calls
 //!    (`send_request`, `accept_session`, `notify`, …) are inputs too.
 //! 2. Drain `poll_event()` until `None` and deliver the events. Do this **before**
@@ -53,6 +67,18 @@
 //! is `None` or later than `now`. Output queues only grow by a bounded amount per
 //! input (at most a few items per live transaction or dialog), and live
 //! transactions and dialogs are capped by [`Limits`].
+//!
+//! ## Cost
+//!
+//! An in-dialog MESSAGE through the [`UserAgent`] (parse, validate, match, 200,
+//! serialize) costs about 26 000 instructions and 10 heap allocations, measured
+//! with callgrind; about half is the codec's parse and validation. Matching hashes
+//! each message's transaction key once (a keyed SipHash, as std's `HashMap`, so a
+//! peer cannot choose colliding branches) and looks dialogs up by slices of the
+//! message; ids the crate assigns itself (sessions, subscriptions, transaction
+//! slots) use a multiplicative hash; the 200 to an in-dialog request is written
+//! straight from the request's header lines. `benches/benches/sip_txn.rs` has the
+//! criterion figures.
 //!
 //! ## Example
 //!

@@ -155,6 +155,11 @@ impl<T: Copy + Ord> Timers<T> {
             *s = Some((t, at));
         }
     }
+    pub(crate) fn is_set(&self, t: T) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s, Some((x, _)) if *x == t))
+    }
     pub(crate) fn clear(&mut self, t: T) {
         for s in self.slots.iter_mut() {
             if matches!(s, Some((x, _)) if *x == t) {

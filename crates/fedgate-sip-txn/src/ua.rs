@@ -10,13 +10,13 @@ use bytes::Bytes;
 use fedgate_sip::{Address, CSeq, CallId, HeaderKind, Message, Method, Uri};
 
 use crate::config::{EndpointConfig, Flow};
-use crate::dialog::{Dialog, DialogId};
+use crate::dialog::{self, Dialog, DialogKey, DialogMapKey};
 use crate::endpoint::{Endpoint, Transmit, TxnEvent, TxnId};
 use crate::error::Error;
 use crate::im;
 use crate::timer::Timers;
 use crate::transaction::ServerNote;
-use crate::util;
+use crate::util::{self, IdMap};
 
 /// Configuration of a [`UserAgent`].
 #[derive(Debug, Clone)]
@@ -130,6 +130,9 @@ pub enum CloseReason {
     AckTimeout,
     /// An in-dialog request got 481/408: the dialog is gone.
     DialogGone(u16),
+    /// The connection the session ran on closed
+    /// ([`UserAgent::handle_flow_closed`]); no BYE could be sent.
+    FlowClosed,
 }
 
 /// Why a subscription ended.
@@ -187,6 +190,13 @@ pub enum UaEvent {
         session: SessionId,
         /// `state` is `active`.
         active: bool,
+    },
+    /// A MESSAGE we sent in the session was answered 2xx (once per MESSAGE).
+    MessageDelivered {
+        /// The session.
+        session: SessionId,
+        /// The CSeq number of the MESSAGE.
+        cseq: u32,
     },
     /// A MESSAGE we sent failed with this status.
     MessageFailed {
@@ -314,6 +324,19 @@ struct Session {
     queued: VecDeque<(Bytes, Bytes)>,
     timers: Timers<UaTimer>,
     deadline: Option<Instant>,
+    /// End of the idle period after the latest traffic. The Idle timer is not moved
+    /// on every message (that would reorder the UA's timer set each time): when
+    /// it fires early, it is re-armed for what is left.
+    idle_until: Instant,
+}
+
+impl Session {
+    fn touch_idle(&mut self, until: Instant) {
+        self.idle_until = until;
+        if !self.timers.is_set(UaTimer::Idle) {
+            self.timers.set(UaTimer::Idle, until);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +361,12 @@ struct Sub {
     got_notify: bool,
     unsubscribing: bool,
     retried_423: bool,
+    /// Notifier: the last document the application notified (Content-Type, body),
+    /// sent again in every NOTIFY that has no new one (full state, RFC 6665 §4.2.2).
+    doc: Option<(Bytes, Bytes)>,
+    /// The connection of `flow` closed; the next in-dialog request from the peer
+    /// on another flow becomes the subscription's flow.
+    flow_lost: bool,
     timers: Timers<UaTimer>,
     deadline: Option<Instant>,
 }
@@ -351,15 +380,27 @@ struct Sub {
 pub struct UserAgent {
     ep: Endpoint,
     cfg: UaConfig,
-    sessions: HashMap<u64, Session>,
-    subs: HashMap<u64, Sub>,
-    by_dialog: HashMap<DialogId, Obj>,
+    sessions: IdMap<u64, Session>,
+    subs: IdMap<u64, Sub>,
+    by_dialog: HashMap<DialogMapKey, Obj>,
     pending_subs: HashMap<(Bytes, Bytes), u64>,
-    client_txns: HashMap<TxnId, (Obj, Purpose)>,
-    server_txns: HashMap<TxnId, Obj>,
+    client_txns: IdMap<TxnId, (Obj, Purpose)>,
+    server_txns: IdMap<TxnId, Obj>,
     timers: BTreeSet<(Instant, Obj)>,
     events: VecDeque<UaEvent>,
     next_id: u64,
+}
+
+/// The methods this user agent handles (`Allow` of a 200 to OPTIONS and of a 405).
+const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS, INFO";
+
+/// 405 to an in-dialog request, with the Allow header RFC 3261 §8.2.1 requires.
+fn method_not_allowed(d: &Dialog, req: &Message) -> Message {
+    let mut r = d.response(req, 405);
+    util::push(&mut r, "Allow", Bytes::from_static(ALLOW));
+    let body = r.body.clone();
+    r.set_body(body);
+    r
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -386,12 +427,12 @@ impl UserAgent {
         UserAgent {
             ep: Endpoint::new(cfg.endpoint.clone()),
             cfg,
-            sessions: HashMap::new(),
-            subs: HashMap::new(),
+            sessions: IdMap::default(),
+            subs: IdMap::default(),
             by_dialog: HashMap::new(),
             pending_subs: HashMap::new(),
-            client_txns: HashMap::new(),
-            server_txns: HashMap::new(),
+            client_txns: IdMap::default(),
+            server_txns: IdMap::default(),
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             next_id: 1,
@@ -476,6 +517,43 @@ impl UserAgent {
         self.ep.handle_transport_error(now, flow);
         self.pump(now);
     }
+    /// The connection behind `flow` closed and will carry nothing more (the driver
+    /// saw EOF, an error, or closed it itself). Effects:
+    ///
+    /// - every transaction on `flow` fails as on a transport error (RFC 3261
+    ///   §17.1.4, §17.2.4): a pending MESSAGE reports [`UaEvent::MessageFailed`]
+    ///   with 503, a pending INVITE closes its session with
+    ///   [`CloseReason::Rejected`]`(503)`, an initial SUBSCRIBE ends its
+    ///   subscription, a request the application has not answered yet is dropped;
+    /// - IM sessions on `flow` end with [`CloseReason::FlowClosed`] (no BYE: there
+    ///   is no path to the peer);
+    /// - subscriptions on `flow` stay (a dialog outlives its connection, RFC 3261
+    ///   §12) until they expire, but nothing is sent on `flow` any more: a NOTIFY
+    ///   or refresh due meanwhile is skipped (the notifier keeps the document and
+    ///   sends it with the next NOTIFY), and ending one ends it locally. The next
+    ///   in-dialog request from the peer (a refresh SUBSCRIBE, a NOTIFY) on another
+    ///   flow makes that flow the subscription's flow.
+    pub fn handle_flow_closed(&mut self, now: Instant, flow: Flow) {
+        self.ep.handle_flow_closed(now, flow);
+        self.pump(now);
+        let mut gone: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.flow == flow)
+            .map(|(id, _)| *id)
+            .collect();
+        gone.sort_unstable();
+        for id in gone {
+            self.end_session(now, id, CloseReason::FlowClosed);
+        }
+        for s in self.subs.values_mut() {
+            if s.flow == flow {
+                s.flow_lost = true;
+            }
+        }
+        self.pump(now);
+    }
+
     /// Time passed: fires every due timer.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
@@ -616,6 +694,7 @@ impl UserAgent {
                 queued: VecDeque::new(),
                 timers: Timers::default(),
                 deadline: None,
+                idle_until: now,
             },
         );
         Ok(SessionId(id))
@@ -672,7 +751,7 @@ impl UserAgent {
         let mut m = d.request(Method::Message);
         util::push(&mut m, "Content-Type", ct);
         m.set_body(body);
-        s.timers.set(UaTimer::Idle, at(now, idle));
+        s.touch_idle(at(now, idle));
         let flow = s.flow;
         self.send(now, flow, m, Obj::Session(id), Purpose::Message)?;
         self.reschedule(Obj::Session(id));
@@ -731,7 +810,7 @@ impl UserAgent {
         s.dialog = Some(dialog);
         s.state = SessState::AwaitingAck;
         s.timers.set(UaTimer::AckWait, at(now, t64));
-        s.timers.set(UaTimer::Idle, at(now, idle));
+        s.touch_idle(at(now, idle));
         if !s.flow.is_reliable() {
             s.ok_wire = Some(wire);
             s.ok_interval = t1;
@@ -745,7 +824,8 @@ impl UserAgent {
             });
         }
         self.server_txns.remove(&txn);
-        self.by_dialog.insert(id, Obj::Session(session.0));
+        self.by_dialog
+            .insert(DialogMapKey(id), Obj::Session(session.0));
         self.reschedule(Obj::Session(session.0));
         self.pump(now);
         Ok(())
@@ -796,10 +876,10 @@ impl UserAgent {
             SessState::Open | SessState::AwaitingAck => {
                 let send_bye = !matches!(
                     reason,
-                    CloseReason::ByeReceived | CloseReason::DialogGone(_)
+                    CloseReason::ByeReceived | CloseReason::DialogGone(_) | CloseReason::FlowClosed
                 );
                 if let Some(d) = s.dialog.as_mut() {
-                    self.by_dialog.remove(d.id());
+                    self.by_dialog.remove(d.id() as &dyn DialogKey);
                     if send_bye {
                         let bye = d.request(Method::Bye);
                         if let Ok(txn) = self.ep.send_request(now, s.flow, bye) {
@@ -885,6 +965,8 @@ impl UserAgent {
                 got_notify: false,
                 unsubscribing: false,
                 retried_423: false,
+                doc: None,
+                flow_lost: false,
                 timers,
                 deadline: None,
             },
@@ -904,7 +986,7 @@ impl UserAgent {
         if s.role != SubRole::Subscriber {
             return Err(Error::WrongState("not a subscriber"));
         }
-        if s.dialog.is_none() {
+        if s.dialog.is_none() || s.flow_lost {
             self.end_sub(now, sub.0, SubEnd::Local, false);
             return Ok(());
         }
@@ -924,6 +1006,10 @@ impl UserAgent {
         unsub: bool,
     ) -> Result<(), Error> {
         let s = self.subs.get_mut(&id).ok_or(Error::UnknownSubscription)?;
+        if s.flow_lost {
+            // No path to the notifier (see `handle_flow_closed`).
+            return Ok(());
+        }
         let d = s.dialog.as_mut().ok_or(Error::WrongState("no dialog"))?;
         let mut req = d.request(Method::Subscribe);
         util::push(&mut req, "Event", s.event.clone());
@@ -979,7 +1065,7 @@ impl UserAgent {
         };
         let id = dialog.id().clone();
         s.dialog = Some(dialog);
-        self.by_dialog.insert(id, Obj::Sub(sub.0));
+        self.by_dialog.insert(DialogMapKey(id), Obj::Sub(sub.0));
         if s.granted == 0 {
             // A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, terminated.
             self.send_notify(
@@ -1103,13 +1189,29 @@ impl UserAgent {
         body: Option<(&str, Bytes)>,
     ) -> Result<(), Error> {
         let s = self.subs.get_mut(&id).ok_or(Error::UnknownSubscription)?;
+        let last = matches!(state, SubState::Terminated(_));
+        // Full state (RFC 6665 §4.2.2, RFC 3856 §6.6): a NOTIFY without a new
+        // document carries the last one.
+        let body = match body {
+            Some((ct, b)) => {
+                let doc = (Bytes::copy_from_slice(ct.as_bytes()), b);
+                s.doc = Some(doc.clone());
+                Some(doc)
+            }
+            None if !last => s.doc.clone(),
+            None => None,
+        };
+        if s.flow_lost {
+            // No path to the subscriber (see `handle_flow_closed`); the document
+            // goes with the NOTIFY that answers its next refresh.
+            return Ok(());
+        }
         let remaining = s
             .expires_at
             .map_or(0, |e| ceil_secs(e.saturating_duration_since(now)));
         let d = s.dialog.as_mut().ok_or(Error::WrongState("no dialog"))?;
         let mut n = d.request(Method::Notify);
         util::push(&mut n, "Event", s.event.clone());
-        let last = matches!(state, SubState::Terminated(_));
         let ss = match &state {
             SubState::Active => format!("active;expires={remaining}"),
             SubState::Pending => format!("pending;expires={remaining}"),
@@ -1121,11 +1223,7 @@ impl UserAgent {
         util::push(&mut n, "Subscription-State", Bytes::from(ss));
         match body {
             Some((ct, b)) => {
-                util::push(
-                    &mut n,
-                    "Content-Type",
-                    Bytes::copy_from_slice(ct.as_bytes()),
-                );
+                util::push(&mut n, "Content-Type", ct);
                 n.set_body(b);
             }
             None => n.set_body(Bytes::new()),
@@ -1143,7 +1241,7 @@ impl UserAgent {
             self.timers.remove(&(d, Obj::Sub(id)));
         }
         if let Some(d) = &s.dialog {
-            self.by_dialog.remove(d.id());
+            self.by_dialog.remove(d.id() as &dyn DialogKey);
         }
         if let (Ok(c), Ok(f)) = (s.request.call_id(), s.request.from()) {
             self.pending_subs
@@ -1215,16 +1313,19 @@ impl UserAgent {
         if !self.policy_ok(now, txn, &req) {
             return;
         }
-        if let Some(did) = DialogId::of_request(&req) {
-            match self.by_dialog.get(&did).copied() {
+        if let Some(key) = dialog::request_key(&req) {
+            match self.by_dialog.get(&key as &dyn DialogKey).copied() {
                 Some(Obj::Session(id)) => self.session_request(now, id, txn, &req, method),
-                Some(Obj::Sub(id)) => self.sub_request(now, id, txn, &req, method),
+                Some(Obj::Sub(id)) => self.sub_request(now, id, txn, flow, &req, method),
                 None => {
                     // A NOTIFY before the 2xx to our SUBSCRIBE (RFC 6665 §4.1.2.4).
                     let pending = (method == Method::Notify)
                         .then(|| {
                             self.pending_subs
-                                .get(&(did.call_id.clone(), did.local_tag.clone()))
+                                .get(&(
+                                    Bytes::copy_from_slice(key.0),
+                                    Bytes::copy_from_slice(key.1),
+                                ))
                                 .copied()
                         })
                         .flatten();
@@ -1243,8 +1344,9 @@ impl UserAgent {
                             });
                             match made {
                                 Some(d) => {
-                                    self.by_dialog.insert(d.id().clone(), Obj::Sub(id));
-                                    self.sub_request(now, id, txn, &req, method);
+                                    self.by_dialog
+                                        .insert(DialogMapKey(d.id().clone()), Obj::Sub(id));
+                                    self.sub_request(now, id, txn, flow, &req, method);
                                 }
                                 None => self.answer(now, txn, &req, 481),
                             }
@@ -1263,13 +1365,7 @@ impl UserAgent {
                 let tag = self.ep.new_tag();
                 let mut r = util::response_to(&req, 200, Some(&tag));
                 r.headers.remove(HeaderKind::ContentLength);
-                util::push(
-                    &mut r,
-                    "Allow",
-                    Bytes::from_static(
-                        b"INVITE, ACK, CANCEL, BYE, MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS, INFO",
-                    ),
-                );
+                util::push(&mut r, "Allow", Bytes::from_static(ALLOW));
                 util::push(&mut r, "Accept", Bytes::from_static(b"application/sdp"));
                 r.set_body(Bytes::new());
                 let _ = self.ep.send_response(now, txn, r);
@@ -1356,6 +1452,7 @@ impl UserAgent {
                 queued: VecDeque::new(),
                 timers: Timers::default(),
                 deadline: None,
+                idle_until: now,
             },
         );
         self.server_txns.insert(txn, Obj::Session(id));
@@ -1464,6 +1561,8 @@ impl UserAgent {
                 got_notify: false,
                 unsubscribing: false,
                 retried_423: false,
+                doc: None,
+                flow_lost: false,
                 timers: Timers::default(),
                 deadline: None,
             },
@@ -1502,8 +1601,9 @@ impl UserAgent {
         }
         match method {
             Method::Message => {
-                let r = d.response(req, 200);
-                s.timers.set(UaTimer::Idle, at(now, idle));
+                // The 200 is written straight from the request (the To has our tag).
+                let r = util::response_wire(req, 200);
+                s.touch_idle(at(now, idle));
                 let ct = content_type(req).unwrap_or_else(|| Bytes::from_static(b"text/plain"));
                 let ev = if ct.len() >= im::ISCOMPOSING.len()
                     && ct[..im::ISCOMPOSING.len()].eq_ignore_ascii_case(im::ISCOMPOSING.as_bytes())
@@ -1522,7 +1622,7 @@ impl UserAgent {
                 // The event is queued before the 200 is: a driver that drains
                 // events first delivers before it acknowledges.
                 self.events.push_back(ev);
-                let _ = self.ep.send_response(now, txn, r);
+                let _ = self.ep.send_response_wire(now, txn, 200, r);
                 self.reschedule(Obj::Session(id));
             }
             Method::Bye => {
@@ -1551,16 +1651,29 @@ impl UserAgent {
                 let _ = self.ep.send_response(now, txn, r);
             }
             _ => {
-                let r = d.response(req, 405);
+                let r = method_not_allowed(d, req);
                 let _ = self.ep.send_response(now, txn, r);
             }
         }
     }
 
-    fn sub_request(&mut self, now: Instant, id: u64, txn: TxnId, req: &Message, method: Method) {
+    fn sub_request(
+        &mut self,
+        now: Instant,
+        id: u64,
+        txn: TxnId,
+        flow: Flow,
+        req: &Message,
+        method: Method,
+    ) {
         let Some(s) = self.subs.get_mut(&id) else {
             return;
         };
+        if s.flow_lost && s.flow != flow {
+            // The peer reached us on a new connection: use it from now on.
+            s.flow = flow;
+            s.flow_lost = false;
+        }
         let Some(d) = s.dialog.as_mut() else {
             self.answer(now, txn, req, 481);
             return;
@@ -1618,7 +1731,7 @@ impl UserAgent {
                 }
             }
             _ => {
-                let r = d.response(req, 405);
+                let r = method_not_allowed(d, req);
                 let _ = self.ep.send_response(now, txn, r);
             }
         }
@@ -1682,10 +1795,10 @@ impl UserAgent {
     }
 
     fn on_ack(&mut self, _now: Instant, ack: &Message) {
-        let Some(did) = DialogId::of_request(ack) else {
+        let Some(key) = dialog::request_key(ack) else {
             return;
         };
-        let Some(Obj::Session(id)) = self.by_dialog.get(&did).copied() else {
+        let Some(Obj::Session(id)) = self.by_dialog.get(&key as &dyn DialogKey).copied() else {
             return;
         };
         let Some(s) = self.sessions.get_mut(&id) else {
@@ -1713,6 +1826,14 @@ impl UserAgent {
         }
         match (obj, purpose) {
             (Obj::Session(id), Purpose::Invite) => self.invite_response(now, id, txn, resp, code),
+            (Obj::Session(id), Purpose::Message)
+                if (200..300).contains(&code) && self.sessions.contains_key(&id) =>
+            {
+                self.events.push_back(UaEvent::MessageDelivered {
+                    session: SessionId(id),
+                    cseq: resp.cseq_ref().map_or(0, |c| c.seq),
+                });
+            }
             (Obj::Session(id), Purpose::Message) if code >= 300 => {
                 if !self.sessions.contains_key(&id) {
                     return;
@@ -1793,10 +1914,11 @@ impl UserAgent {
         if let Ok(w) = self.ep.send_ack(now, s.flow, ack) {
             s.ack_wire = Some(w);
         }
-        self.by_dialog.insert(d.id().clone(), Obj::Session(id));
+        self.by_dialog
+            .insert(DialogMapKey(d.id().clone()), Obj::Session(id));
         s.dialog = Some(d);
         s.state = SessState::Open;
-        s.timers.set(UaTimer::Idle, at(now, idle));
+        s.touch_idle(at(now, idle));
         let queued: Vec<_> = s.queued.drain(..).collect();
         self.events.push_back(UaEvent::SessionOpened {
             session: SessionId(id),
@@ -1836,7 +1958,8 @@ impl UserAgent {
             if s.dialog.is_none() {
                 match Dialog::uac(&s.request, resp, contact) {
                     Ok(d) => {
-                        self.by_dialog.insert(d.id().clone(), Obj::Sub(id));
+                        self.by_dialog
+                            .insert(DialogMapKey(d.id().clone()), Obj::Sub(id));
                         s.dialog = Some(d);
                     }
                     Err(_) => {
@@ -1935,6 +2058,11 @@ impl UserAgent {
                 break;
             };
             match t {
+                UaTimer::Idle if s.idle_until > now => {
+                    // Traffic since the timer was armed: wait for the rest.
+                    let until = s.idle_until;
+                    s.timers.set(UaTimer::Idle, until);
+                }
                 UaTimer::Idle => {
                     self.end_session(now, id, CloseReason::Idle);
                     return;

@@ -1093,3 +1093,359 @@ fn unanswered_subscription_request_gets_408_after_64_t1() {
     assert_eq!(r.status().map(|s| s.as_u16()), Some(408));
     assert_eq!(b.subscription_count(), 0);
 }
+
+// ---- gaps the node's driver had to work around ------------------------------------
+
+/// An established IM session between A (caller) and B; returns both handles.
+fn open_session(n: &mut Net) -> (SessionId, SessionId) {
+    let s =
+        n.a.open_session(n.now, n.flow, &alice(), &bob())
+            .expect("open");
+    n.pump();
+    let sb = offered(n);
+    n.b.accept_session(n.now, sb).expect("accept");
+    n.pump();
+    assert!(n.ev_a.contains(&UaEvent::SessionOpened { session: s }));
+    assert!(n.ev_b.contains(&UaEvent::SessionOpened { session: sb }));
+    (s, sb)
+}
+
+/// An active subscription from A (subscriber) to B (notifier), with a PIDF notified.
+fn active_subscription(n: &mut Net, expires: u32) -> (SubscriptionId, SubscriptionId) {
+    let sa =
+        n.a.subscribe(
+            n.now,
+            n.flow,
+            &SubscribeParams {
+                from: &alice(),
+                to: &bob(),
+                event: "presence",
+                accept: &[PIDF],
+                expires,
+            },
+        )
+        .expect("sub");
+    n.pump();
+    let sb = requested(n);
+    n.b.accept_subscription(
+        n.now,
+        sb,
+        SubState::Active,
+        Some((PIDF, Bytes::from_static(b"<presence>online</presence>"))),
+    )
+    .expect("accept");
+    n.pump();
+    (sa, sb)
+}
+
+#[test]
+fn rfc3261_18_3_every_message_carries_content_length_and_requests_max_forwards() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (s, _) = open_session(&mut n);
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"x"))
+        .expect("sent");
+    n.pump();
+    n.a.close_session(n.now, s).expect("bye");
+    n.pump();
+    let sent = n.methods('>');
+    assert!(sent.contains(&"ACK".to_string()) && sent.contains(&"BYE".to_string()));
+    for (_, m) in &n.log {
+        let what = m
+            .method()
+            .map_or_else(|| format!("{:?}", m.status()), |x| x.to_string());
+        assert_eq!(
+            m.headers.count(fedgate_sip::HeaderKind::ContentLength),
+            1,
+            "{what} without Content-Length"
+        );
+        assert_eq!(
+            m.content_length().expect("cl").0,
+            m.body.len() as u64,
+            "{what}"
+        );
+        if m.is_request() {
+            assert!(
+                m.headers
+                    .get(fedgate_sip::HeaderKind::MaxForwards)
+                    .is_some(),
+                "{what} without Max-Forwards"
+            );
+            assert!(m.top_via().expect("via").has_rfc3261_branch(), "{what}");
+        }
+    }
+}
+
+#[test]
+fn rfc3261_8_2_1_in_dialog_405_lists_allow() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (s, _) = open_session(&mut n);
+    let mut d = n.a.session_dialog(s).expect("dialog").clone();
+    let mut refer = d.request(Method::Refer);
+    refer.headers.push(
+        fedgate_sip::Header::new("Via", "SIP/2.0/TLS gw.fabrikam.com;branch=z9hG4bKrefer1")
+            .expect("via"),
+    );
+    refer.set_body(Bytes::new());
+    n.b.handle_message(n.now, n.flow, refer);
+    let r = Message::parse(n.b.poll_transmit().expect("405").payload).expect("parses");
+    assert_eq!(r.status().map(|c| c.as_u16()), Some(405));
+    let allow = r
+        .headers
+        .get_named("Allow")
+        .next()
+        .expect("Allow on a 405")
+        .value()
+        .to_vec();
+    assert!(String::from_utf8_lossy(&allow).contains("MESSAGE"));
+}
+
+#[test]
+fn rfc6665_4_2_2_refresh_notify_carries_the_last_document() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (sa, sb) = active_subscription(&mut n, 600);
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>away</presence>"))),
+    )
+    .expect("notify");
+    n.pump();
+    n.ev_a.clear();
+    // The subscriber refreshes at 600 - 300 s; the notifier answers with a NOTIFY
+    // that holds the full state: the last document, with its Content-Type.
+    n.advance(secs(301));
+    assert!(n.ev_b.contains(&UaEvent::SubscriptionRefreshed {
+        subscription: sb,
+        expires: 600
+    }));
+    let refreshed = n
+        .ev_a
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::Notified {
+                subscription,
+                state: SubState::Active,
+                content_type,
+                body,
+            } if *subscription == sa => Some((content_type.clone(), body.clone())),
+            _ => None,
+        })
+        .expect("a NOTIFY after the refresh");
+    assert_eq!(refreshed.0.as_deref(), Some(PIDF.as_bytes()));
+    assert_eq!(refreshed.1.as_ref(), b"<presence>away</presence>");
+    // A state change without a new document carries the last one too.
+    n.ev_a.clear();
+    n.b.notify(n.now, sb, Some(SubState::Active), None)
+        .expect("notify");
+    n.pump();
+    assert!(n.ev_a.iter().any(|e| matches!(e, UaEvent::Notified { body, .. } if body.as_ref() == b"<presence>away</presence>")));
+}
+
+#[test]
+fn message_answered_2xx_is_reported_delivered_once_per_message() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (s, _) = open_session(&mut n);
+    n.ev_a.clear();
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"one"))
+        .expect("sent");
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"two"))
+        .expect("sent");
+    n.pump();
+    let delivered: Vec<&UaEvent> = n
+        .ev_a
+        .iter()
+        .filter(|e| matches!(e, UaEvent::MessageDelivered { .. }))
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![
+            &UaEvent::MessageDelivered {
+                session: s,
+                cseq: 2
+            },
+            &UaEvent::MessageDelivered {
+                session: s,
+                cseq: 3
+            }
+        ]
+    );
+    // A MESSAGE that is not answered is not delivered: it fails (Timer F).
+    n.ev_a.clear();
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"lost"))
+        .expect("sent");
+    while n.a.poll_transmit().is_some() {}
+    n.a.handle_timeout(n.now + secs(32));
+    let ev: Vec<UaEvent> = std::iter::from_fn(|| n.a.poll_event()).collect();
+    assert!(ev.contains(&UaEvent::MessageFailed {
+        session: s,
+        status: 408
+    }));
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, UaEvent::MessageDelivered { .. }))
+    );
+}
+
+#[test]
+fn rfc3261_17_1_4_flow_closed_fails_transactions_and_ends_sessions_without_bye() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (s, _) = open_session(&mut n);
+    n.ev_a.clear();
+    // A MESSAGE is in flight when the connection closes.
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"x"))
+        .expect("sent");
+    while n.a.poll_transmit().is_some() {}
+    n.a.handle_flow_closed(n.now, n.flow);
+    let ev: Vec<UaEvent> = std::iter::from_fn(|| n.a.poll_event()).collect();
+    assert_eq!(
+        ev,
+        vec![
+            UaEvent::MessageFailed {
+                session: s,
+                status: 503
+            },
+            UaEvent::SessionClosed {
+                session: s,
+                reason: CloseReason::FlowClosed
+            }
+        ]
+    );
+    assert!(n.a.poll_transmit().is_none(), "no BYE on a closed flow");
+    assert_eq!(n.a.session_count(), 0);
+    assert!(n.a.endpoint().is_empty());
+    // A flow that carries nothing of ours changes nothing.
+    let mut m = Net::new(TransportKind::Tls);
+    let (s2, _) = open_session(&mut m);
+    m.a.handle_flow_closed(m.now, Flow::new(99, TransportKind::Tls));
+    assert!(m.a.poll_event().is_none());
+    assert!(m.a.session_dialog(s2).is_some());
+}
+
+#[test]
+fn rfc3261_17_1_4_flow_closed_fails_a_pending_invite_and_subscribe() {
+    let mut n = Net::new(TransportKind::Tls);
+    let s =
+        n.a.open_session(n.now, n.flow, &alice(), &bob())
+            .expect("open");
+    let sub =
+        n.a.subscribe(
+            n.now,
+            n.flow,
+            &SubscribeParams {
+                from: &alice(),
+                to: &bob(),
+                event: "presence",
+                accept: &[PIDF],
+                expires: 600,
+            },
+        )
+        .expect("sub");
+    while n.a.poll_transmit().is_some() {}
+    n.a.handle_flow_closed(n.now, n.flow);
+    let ev: Vec<UaEvent> = std::iter::from_fn(|| n.a.poll_event()).collect();
+    assert!(ev.contains(&UaEvent::SessionClosed {
+        session: s,
+        reason: CloseReason::Rejected(503)
+    }));
+    assert!(ev.contains(&UaEvent::SubscriptionTerminated {
+        subscription: sub,
+        reason: SubEnd::Status(503)
+    }));
+    assert_eq!(n.a.session_count() + n.a.subscription_count(), 0);
+    assert!(n.a.poll_timeout().is_none(), "nothing left to time");
+}
+
+#[test]
+fn flow_closed_subscription_waits_for_the_refresh_on_a_new_flow() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (sa, sb) = active_subscription(&mut n, 600);
+    // The watcher's connection to the notifier closes.
+    n.b.handle_flow_closed(n.now, n.flow);
+    assert_eq!(
+        n.b.subscription_count(),
+        1,
+        "the dialog outlives its connection"
+    );
+    // A new document while there is no path: kept, nothing sent.
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>busy</presence>"))),
+    )
+    .expect("deferred");
+    assert!(
+        n.b.poll_transmit().is_none(),
+        "nothing is sent on a closed flow"
+    );
+    // The refresh arrives on a new connection: the 200 and the NOTIFY (with the
+    // document notified meanwhile) go back on it.
+    let new_flow = Flow::new(8, TransportKind::Tls);
+    n.flow = new_flow;
+    n.ev_a.clear();
+    n.advance(secs(301));
+    assert!(n.ev_b.contains(&UaEvent::SubscriptionRefreshed {
+        subscription: sb,
+        expires: 600
+    }));
+    assert!(n.ev_a.iter().any(|e| matches!(e, UaEvent::Notified { subscription, body, .. } if *subscription == sa && body.as_ref() == b"<presence>busy</presence>")));
+    // From now on the notifier uses the new flow.
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>online</presence>"))),
+    )
+    .expect("notify");
+    let t = n.b.poll_transmit().expect("NOTIFY");
+    assert_eq!(t.flow, new_flow);
+}
+
+#[test]
+fn flow_closed_subscription_without_refresh_expires_quietly() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (_, sb) = active_subscription(&mut n, 600);
+    n.b.handle_flow_closed(n.now, n.flow);
+    // No refresh ever comes: the subscription expires, and the terminated NOTIFY
+    // is not sent on the closed flow.
+    n.b.handle_timeout(n.now + secs(600));
+    let ev: Vec<UaEvent> = std::iter::from_fn(|| n.b.poll_event()).collect();
+    assert_eq!(
+        ev,
+        vec![UaEvent::SubscriptionTerminated {
+            subscription: sb,
+            reason: SubEnd::Expired
+        }]
+    );
+    assert!(n.b.poll_transmit().is_none());
+    assert_eq!(n.b.subscription_count(), 0);
+}
+
+#[test]
+fn idle_timeout_counts_from_the_latest_message() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (s, sb) = open_session(&mut n);
+    // Traffic at 5 min and 9 min: the session lives until 19 min.
+    n.advance(secs(300));
+    n.a.send_message(n.now, s, "text/plain", Bytes::from_static(b"a"))
+        .expect("sent");
+    n.pump();
+    n.advance(secs(240));
+    n.b.send_message(n.now, sb, "text/plain", Bytes::from_static(b"b"))
+        .expect("sent");
+    n.pump();
+    n.advance(secs(599));
+    assert_eq!(n.a.session_count() + n.b.session_count(), 2);
+    n.advance(secs(2));
+    assert_eq!(n.a.session_count() + n.b.session_count(), 0);
+    assert!(
+        n.ev_a.contains(&UaEvent::SessionClosed {
+            session: s,
+            reason: CloseReason::Idle
+        }) || n.ev_b.contains(&UaEvent::SessionClosed {
+            session: sb,
+            reason: CloseReason::Idle
+        })
+    );
+}
