@@ -42,5 +42,6 @@ pub mod config;
 pub mod core;
 pub mod dns;
 pub mod sip;
+pub mod sipfed;
 pub mod tls;
 pub mod xmpp;

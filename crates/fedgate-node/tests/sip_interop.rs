@@ -18,7 +18,7 @@ use fedgate_node::sip::{
     PeerIdentity, SipTransport, SipUa, SipUaConfig, SipUaEvent, Target, TransportConfig, UaError,
 };
 use fedgate_node::tls::{ClientAuth, SelfSigned, TlsSettings, self_signed};
-use fedgate_sip::{Address, Host};
+use fedgate_sip::{Address, Frame, HeaderKind, Host, Message, Method};
 use fedgate_sip_txn::ua::address;
 use fedgate_sip_txn::{CloseReason, EndpointConfig, SubEnd, SubState, UaConfig};
 use fedgate_testkit::process::free_port;
@@ -115,24 +115,12 @@ struct Node {
 }
 
 async fn node(seed: u64) -> Node {
-    start(seed, "gw.fedgate-a.test", None, true).await
-}
-
-async fn node_with(seed: u64, full_state_on_refresh: bool) -> Node {
-    start(seed, "gw.fedgate-a.test", None, full_state_on_refresh).await
+    start(seed, "gw.fedgate-a.test", None).await
 }
 
 /// A node named `host`, listening on TCP, or on TLS with these settings.
-async fn start(
-    seed: u64,
-    host: &'static str,
-    tls: Option<TlsSettings>,
-    full_state_on_refresh: bool,
-) -> Node {
-    start_with(seed, host, tls, |c| {
-        c.full_state_on_refresh = full_state_on_refresh
-    })
-    .await
+async fn start(seed: u64, host: &'static str, tls: Option<TlsSettings>) -> Node {
+    start_with(seed, host, tls, |_| {}).await
 }
 
 async fn start_with(
@@ -271,6 +259,7 @@ async fn lync_watcher(n: &mut Node, sipp_target: SocketAddr) -> Option<Arc<PeerI
             event,
             expires,
             tls_peer,
+            ..
         },
         SipUaEvent::SubscriptionRefreshed {
             subscription: s2,
@@ -293,6 +282,13 @@ async fn lync_watcher(n: &mut Node, sipp_target: SocketAddr) -> Option<Arc<PeerI
     tls_peer.clone()
 }
 
+/// SIPp as a Lync watcher against the UA as it is (no driver shim): the NOTIFY that
+/// follows the refresh is the core's own and goes through the scenario's checks (an
+/// `active` NOTIFY must carry `application/pidf+xml` and a PIDF document with a
+/// `<basic>`, `check_it`: else the call, and this test, fails), whether it comes
+/// before the refresh's 200 (the `h2` handler) or within 2 s after it
+/// ([`watcher_scenario`]). `core_refresh_notify_carries_the_last_document` checks
+/// the same NOTIFY on the wire without SIPp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lync_watcher_subscribes_refreshes_and_unsubscribes() {
     if !peers_or_skip(&["sipp"]) {
@@ -323,67 +319,12 @@ async fn lync_watcher_over_tls_through_stunnel() {
     };
     std::fs::write(&pair.cert, &lync.cert_pem).unwrap();
     std::fs::write(&pair.key, &lync.key_pem).unwrap();
-    let mut n = start(
-        7,
-        "gw.fedgate-a.test",
-        Some(tls_settings(&ours, &lync)),
-        true,
-    )
-    .await;
+    let mut n = start(7, "gw.fedgate-a.test", Some(tls_settings(&ours, &lync))).await;
     let tunnel = Stunnel::client(sipp_listen(), n.listen, Some(&pair)).unwrap();
     let peer = lync_watcher(&mut n, tunnel.accept_addr()).await;
     let peer = peer.expect("a verified TLS identity");
     assert!(peer.matches("sip.lync.test"), "{:?}", peer.names());
     eprintln!("lync watcher over TLS: {:?}", started.elapsed());
-}
-
-/// The negative of the above: without the driver's full-state refresh NOTIFY, the core
-/// answers the refresh with an `active` NOTIFY without a document, which Lync (and the
-/// scenario) refuses. Shows that the watcher test can fail and why the shim exists.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lync_watcher_refuses_a_bodyless_refresh_notify() {
-    if !peers_or_skip(&["sipp"]) {
-        return;
-    }
-    let deadline = Instant::now() + BOUND;
-    let mut n = node_with(6, false).await;
-    let target = n.listen;
-    let dir = tempfile::tempdir().unwrap();
-    let path = watcher_scenario(dir.path());
-    let mut sipp = tokio::task::spawn_blocking(move || {
-        Sipp::run(&path, target, SippTransport::Tcp, &uac_args())
-    });
-    let result = loop {
-        tokio::select! {
-            r = &mut sipp => break r.unwrap().unwrap(),
-            ev = timeout_at(deadline, n.events.recv()) => {
-                if let Ok(Some(SipUaEvent::SubscriptionRequested { subscription, .. })) = ev {
-                    n.ua.accept_subscription(
-                        subscription,
-                        SubState::Active,
-                        Some(("application/pidf+xml", Bytes::from_static(PIDF.as_bytes()))),
-                    )
-                    .await
-                    .unwrap();
-                } else if !matches!(ev, Ok(Some(_))) {
-                    panic!("SIPp did not finish in time, or the driver stopped: {ev:?}");
-                }
-            }
-        }
-    };
-    assert!(
-        !result.passed() && result.failed_calls == 1,
-        "a body-less active NOTIFY passed: {}",
-        result.diagnostics
-    );
-    // The refresh NOTIFY (CSeq 2) is refused for want of a document.
-    assert!(
-        result
-            .diagnostics
-            .contains("Failed regexp match: looking in 'active|'"),
-        "{}",
-        result.diagnostics
-    );
 }
 
 // ---- (b) SIPp as a Lync IM peer ----------------------------------------------------
@@ -646,20 +587,8 @@ async fn two_nodes_over_mutual_tls() {
     let deadline = Instant::now() + BOUND;
     let a_cert = self_signed(&["gw.fedgate-a.test"]).unwrap();
     let b_cert = self_signed(&["gw.fedgate-b.test"]).unwrap();
-    let mut a = start(
-        8,
-        "gw.fedgate-a.test",
-        Some(tls_settings(&a_cert, &b_cert)),
-        true,
-    )
-    .await;
-    let mut b = start(
-        9,
-        "gw.fedgate-b.test",
-        Some(tls_settings(&b_cert, &a_cert)),
-        true,
-    )
-    .await;
+    let mut a = start(8, "gw.fedgate-a.test", Some(tls_settings(&a_cert, &b_cert))).await;
+    let mut b = start(9, "gw.fedgate-b.test", Some(tls_settings(&b_cert, &a_cert))).await;
     let to_a = Target::tls(a.listen, "gw.fedgate-a.test");
     let juliet = addr("<sip:juliet@fedgate-b.test>");
     let romeo = addr("<sip:romeo@fedgate-a.test>");
@@ -853,4 +782,283 @@ async fn unanswered_invite_times_out_on_timer_b() {
         .unwrap()
         .unwrap();
     assert!(got.starts_with(b"INVITE sip:alice@lync.test SIP/2.0\r\n"));
+}
+
+// ---- the driver against a hand-written peer on one TCP connection ----------------------
+
+/// A SIP peer written by hand: one TCP connection, messages as text, framed replies.
+struct RawPeer {
+    s: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+    framer: fedgate_sip::StreamFramer,
+}
+
+impl RawPeer {
+    async fn connect(to: SocketAddr) -> RawPeer {
+        RawPeer {
+            s: tokio::net::TcpStream::connect(to).await.unwrap(),
+            buf: bytes::BytesMut::new(),
+            framer: fedgate_sip::StreamFramer::new(fedgate_sip::Limits::default()),
+        }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.s.local_addr().unwrap()
+    }
+
+    async fn send(&mut self, wire: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.s.write_all(wire.as_bytes()).await.unwrap();
+    }
+
+    /// The next message from the node, or a panic at `deadline`.
+    async fn recv(&mut self, deadline: Instant) -> Message {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match self.framer.decode(&mut self.buf).unwrap() {
+                Frame::Complete(m, _) => return m,
+                Frame::Partial => {
+                    let n = timeout_at(deadline, self.s.read_buf(&mut self.buf))
+                        .await
+                        .expect("no message from the node in time")
+                        .unwrap();
+                    assert!(n > 0, "the node closed the connection");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The value of the first `k` header of `m`.
+fn hv(m: &Message, k: HeaderKind) -> String {
+    let h = m
+        .headers
+        .get(k)
+        .unwrap_or_else(|| panic!("no {k:?} in {m:?}"));
+    String::from_utf8_lossy(h.value()).into_owned()
+}
+
+/// The URI inside the first Contact of `m`.
+fn contact_uri(m: &Message) -> String {
+    let c = hv(m, HeaderKind::Contact);
+    let (a, b) = (c.find('<').unwrap(), c.find('>').unwrap());
+    c[a + 1..b].to_owned()
+}
+
+/// The To tag of `m`.
+fn to_tag(m: &Message) -> String {
+    text(m.to().unwrap().tag().expect("a To tag"))
+}
+
+/// A 200 to a request of the node.
+fn ok_to(m: &Message) -> String {
+    format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+         Content-Length: 0\r\n\r\n",
+        hv(m, HeaderKind::Via),
+        hv(m, HeaderKind::From),
+        hv(m, HeaderKind::To),
+        hv(m, HeaderKind::CallId),
+        hv(m, HeaderKind::CSeq),
+    )
+}
+
+/// A SUBSCRIBE from alice@lync.test to romeo's presence (`to_tag`: a refresh).
+fn subscribe_wire(local: SocketAddr, ruri: &str, cseq: u32, to_tag: Option<&str>) -> String {
+    let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "SUBSCRIBE {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKraw-sub-{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@lync.test>;tag=raw-w1\r\n\
+         To: <sip:romeo@fedgate-a.test>{tag}\r\nCall-ID: raw-sub-1@lync.test\r\n\
+         CSeq: {cseq} SUBSCRIBE\r\nContact: <sip:alice@{local};transport=tcp>\r\n\
+         Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 3600\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads from `p` until the final response to `method` has come and (`notify`) a
+/// NOTIFY, which is answered 200; returns (response, NOTIFY).
+async fn response_and_notify(
+    p: &mut RawPeer,
+    deadline: Instant,
+    method: Method,
+) -> (Message, Option<Message>) {
+    let (mut resp, mut notify) = (None, None);
+    while resp.is_none() || notify.is_none() {
+        let m = p.recv(deadline).await;
+        if m.method() == Some(&Method::Notify) {
+            p.send(&ok_to(&m)).await;
+            notify = Some(m);
+        } else if m.status().is_some_and(|s| s.as_u16() >= 200)
+            && m.cseq().unwrap().method == method
+        {
+            resp = Some(m);
+        }
+    }
+    (resp.unwrap(), notify)
+}
+
+/// RFC 6665 §4.2.2 / RFC 3856 §6.6, full state: the NOTIFY the core sends right after
+/// it accepts a refresh (no new document from the application) carries the last
+/// document the application notified, with its Content-Type and one correct
+/// Content-Length, on the wire as the driver hands the core's bytes to the transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_refresh_notify_carries_the_last_document() {
+    let deadline = Instant::now() + BOUND;
+    let mut n = node(11).await;
+    let mut p = RawPeer::connect(n.listen).await;
+    let local = p.local();
+    let mut log = Vec::new();
+
+    p.send(&subscribe_wire(local, "sip:romeo@fedgate-a.test", 1, None))
+        .await;
+    let SipUaEvent::SubscriptionRequested { subscription, .. } =
+        until(&mut n.events, deadline, &mut log, |e| {
+            matches!(e, SipUaEvent::SubscriptionRequested { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    n.ua.accept_subscription(
+        subscription,
+        SubState::Active,
+        Some(("application/pidf+xml", Bytes::from_static(PIDF.as_bytes()))),
+    )
+    .await
+    .unwrap();
+    let (ok, first) = response_and_notify(&mut p, deadline, Method::Subscribe).await;
+    assert!(ok.status().unwrap().as_u16() < 300, "{ok:?}");
+    assert_eq!(first.unwrap().body, PIDF.as_bytes());
+
+    // The refresh: the core answers it and notifies without the application.
+    let (ruri, tag) = (contact_uri(&ok), to_tag(&ok));
+    p.send(&subscribe_wire(local, &ruri, 2, Some(&tag))).await;
+    let (ok2, refresh) = response_and_notify(&mut p, deadline, Method::Subscribe).await;
+    assert_eq!(ok2.status().unwrap().as_u16(), 200, "{ok2:?}");
+    let refresh = refresh.unwrap();
+    assert!(
+        hv(&refresh, HeaderKind::SubscriptionState).starts_with("active"),
+        "{refresh:?}"
+    );
+    assert_eq!(
+        hv(&refresh, HeaderKind::ContentType),
+        "application/pidf+xml"
+    );
+    assert_eq!(refresh.body, PIDF.as_bytes());
+    let lengths: Vec<_> = refresh
+        .headers
+        .get_all(HeaderKind::ContentLength)
+        .map(|h| h.value().to_vec())
+        .collect();
+    assert_eq!(lengths, vec![PIDF.len().to_string().into_bytes()]);
+    assert_eq!(hv(&refresh, HeaderKind::MaxForwards), "70");
+    until(&mut n.events, deadline, &mut log, |e| {
+        matches!(e, SipUaEvent::SubscriptionRefreshed { subscription: s, .. } if *s == subscription)
+    })
+    .await;
+}
+
+/// An IM session the peer opened on its TCP connection: our MESSAGE's 200 is
+/// reported once ([`SipUaEvent::MessageDelivered`], from the core), and when the peer
+/// closes the connection the session ends at once with [`CloseReason::FlowClosed`]
+/// (the transport's connection end → `handle_flow_closed`), not at the idle timer
+/// (600 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_closing_its_connection_ends_the_session_at_once() {
+    let deadline = Instant::now() + BOUND;
+    let mut n = node(12).await;
+    let mut p = RawPeer::connect(n.listen).await;
+    let local = p.local();
+    let mut log = Vec::new();
+    let sdp = format!(
+        "v=0\r\no=- 0 0 IN IP4 {ip}\r\ns=session\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=message 5060 sip null\r\na=accept-types:text/plain\r\n",
+        ip = local.ip()
+    );
+    p.send(&format!(
+        "INVITE sip:romeo@fedgate-a.test SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bKraw-inv-1\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@lync.test>;tag=raw-c1\r\nTo: <sip:romeo@fedgate-a.test>\r\n\
+         Call-ID: raw-inv-1@lync.test\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{local};transport=tcp>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ))
+    .await;
+    let SipUaEvent::SessionOffered { session, .. } =
+        until(&mut n.events, deadline, &mut log, |e| {
+            matches!(e, SipUaEvent::SessionOffered { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    n.ua.accept_session(session).await.unwrap();
+    let ok = loop {
+        let m = p.recv(deadline).await;
+        if m.status().is_some_and(|s| s.as_u16() >= 200) {
+            break m;
+        }
+    };
+    assert_eq!(ok.status().unwrap().as_u16(), 200, "{ok:?}");
+    let (ruri, tag) = (contact_uri(&ok), to_tag(&ok));
+    p.send(&format!(
+        "ACK {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKraw-ack-1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@lync.test>;tag=raw-c1\r\n\
+         To: <sip:romeo@fedgate-a.test>;tag={tag}\r\nCall-ID: raw-inv-1@lync.test\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    ))
+    .await;
+    until(
+        &mut n.events,
+        deadline,
+        &mut log,
+        |e| matches!(e, SipUaEvent::SessionOpened { session: s } if *s == session),
+    )
+    .await;
+
+    // Our MESSAGE goes back on the peer's connection; its 200 is reported once.
+    n.ua.send_message(session, "hello Lync").await.unwrap();
+    let msg = p.recv(deadline).await;
+    assert_eq!(msg.method(), Some(&Method::Message), "{msg:?}");
+    assert_eq!(msg.body, b"hello Lync"[..]);
+    p.send(&ok_to(&msg)).await;
+    let cseq = msg.cseq().unwrap().seq;
+    let ev = until(&mut n.events, deadline, &mut log, |e| {
+        matches!(e, SipUaEvent::MessageDelivered { .. })
+    })
+    .await;
+    assert_eq!(ev, SipUaEvent::MessageDelivered { session, cseq });
+    // A retransmitted 200 is absorbed by the transaction: no second report.
+    p.send(&ok_to(&msg)).await;
+
+    let closed_at = Instant::now();
+    drop(p);
+    let ev = until(&mut n.events, deadline, &mut log, |e| {
+        matches!(e, SipUaEvent::SessionClosed { .. })
+    })
+    .await;
+    assert_eq!(
+        ev,
+        SipUaEvent::SessionClosed {
+            session,
+            reason: CloseReason::FlowClosed
+        }
+    );
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        closed_at.elapsed()
+    );
+    assert!(
+        !log.iter()
+            .any(|e| matches!(e, SipUaEvent::MessageDelivered { .. })),
+        "a second delivery report: {log:#?}"
+    );
+    assert!(matches!(
+        n.ua.send_message(session, "late").await,
+        Err(UaError::Ua(fedgate_sip_txn::Error::UnknownSession))
+    ));
 }

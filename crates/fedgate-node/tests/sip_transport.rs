@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use fedgate_node::sip::reply::response_from_salvage;
 use fedgate_node::sip::{
-    Backoff, Inbound, SendError, SipTransport, Target, Timers, TransportConfig, TransportKind,
-    TransportLimits,
+    Backoff, FailureKind, Inbound, SendError, SipTransport, Target, Timers, TransportConfig,
+    TransportKind, TransportLimits,
 };
 use fedgate_node::tls::{ClientAuth, SelfSigned, TlsSettings, self_signed};
 use fedgate_sip::{Message, Salvage};
@@ -549,8 +549,12 @@ async fn idle_connection_is_closed_after_idle_timeout() {
     assert_eq!(b.connection_count(), 0);
 }
 
+/// RFC 3261 §8.1.3.1 / §17.1.4, RFC 3263 §4.3: a message queued for a target whose
+/// connection cannot be opened is reported at once (not at Timer B/F), with its target,
+/// so the caller can try the next one; the target is then held down, longer after each
+/// failure in a row.
 #[tokio::test(start_paused = true)]
-async fn unreachable_target_backs_off_exponentially_then_fails_fast() {
+async fn failed_connect_is_reported_at_once_then_the_target_is_held_down_longer_each_time() {
     let cfg = TransportConfig {
         backoff: Backoff {
             initial: Duration::from_secs(1),
@@ -560,24 +564,69 @@ async fn unreachable_target_backs_off_exponentially_then_fails_fast() {
         ..config()
     };
     let (a, _a_rx) = SipTransport::new(cfg, None).unwrap();
+    let mut failures = a.take_failures();
     // A port with nobody listening.
     let dead = TcpListener::bind(lo()).await.unwrap().local_addr().unwrap();
     let target = Target::tcp(dead);
-    let t0 = tokio::time::Instant::now();
-    a.send(&target, &message("dead")).unwrap();
-    // Attempts at 0, 1, 1+2, 1+2+3 (capped) seconds; then marked for 3 s.
-    until(|| a.connection_count() == 0).await;
-    assert_eq!(t0.elapsed().as_secs(), 6);
-    match a.send(&target, &message("dead2")) {
-        Err(SendError::Unreachable { retry_after }) => {
-            assert!(retry_after <= Duration::from_secs(3));
-            assert!(retry_after > Duration::from_secs(2));
+    for (i, hold) in [1u64, 2, 3, 3].into_iter().enumerate() {
+        let t0 = tokio::time::Instant::now();
+        a.send(&target, &message(&format!("dead{i}"))).unwrap();
+        a.send(&target, &message(&format!("dead{i}b"))).unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(1), failures.recv())
+            .await
+            .expect("the failed connect was not reported within a second")
+            .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert_eq!(f.target, target);
+        assert_eq!(f.kind, FailureKind::Refused, "{f:?}");
+        assert_eq!(f.dropped, 2, "both queued messages are reported: {f:?}");
+        assert_eq!(f.retry_after, Duration::from_secs(hold), "failure {i}");
+        until(|| a.connection_count() == 0).await;
+        // Held down: sends fail at once, with the time left.
+        match a.send(&target, &message("held")) {
+            Err(SendError::Unreachable { retry_after }) => {
+                assert!(retry_after <= Duration::from_secs(hold));
+                assert!(retry_after > Duration::from_secs(hold) - Duration::from_millis(500));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        tokio::time::sleep(Duration::from_secs(hold)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // The mark has expired: a new connection is tried.
-    a.send(&target, &message("dead3")).unwrap();
+    // Nothing else was reported (a synchronous error is not reported twice).
+    assert!(failures.try_recv().is_err());
+    // After the hold-down a new connection is tried (and fails again).
+    a.send(&target, &message("again")).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), failures.recv())
+            .await
+            .is_ok()
+    );
+}
+
+/// A TLS handshake to a server whose certificate does not name the target is reported
+/// as a TLS failure of that target.
+#[tokio::test]
+async fn failed_tls_handshake_is_reported_as_tls() {
+    let a_cert = self_signed(&[FABRIKAM]).unwrap();
+    let b_cert = self_signed(&["sip.other.example"]).unwrap();
+    let (a, _a_rx) = SipTransport::new(
+        config(),
+        Some(&tls(Some(&a_cert), &[&b_cert], ClientAuth::Required)),
+    )
+    .unwrap();
+    let mut failures = a.take_failures();
+    let (b, _b_rx) = SipTransport::new(
+        config(),
+        Some(&tls(Some(&b_cert), &[&a_cert], ClientAuth::Required)),
+    )
+    .unwrap();
+    let target = Target::tls(b.listen_tls(lo()).await.unwrap(), CONTOSO);
+    a.send(&target, &message("tlsfail")).unwrap();
+    let f = tokio::time::timeout(WAIT, failures.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((f.target, f.kind, f.dropped), (target, FailureKind::Tls, 1));
 }
 
 #[tokio::test]
@@ -689,4 +738,37 @@ async fn send_errors_are_immediate_and_typed() {
         t.send(&Target::tcp(addr), &message("e5")),
         Err(SendError::ShutDown)
     ));
+}
+
+/// `take_closed`: an inbound connection that the peer closes is reported once, after
+/// the last message it carried is on the inbound channel; `reply_bytes` writes the
+/// bytes as given, and a reply on the closed connection is `ConnectionClosed`.
+#[tokio::test]
+async fn closed_inbound_connection_is_reported_after_its_last_message() {
+    let (b, mut b_rx) = SipTransport::new(config(), None).unwrap();
+    let mut closed = b.take_closed();
+    let addr = b.listen_tcp(lo()).await.unwrap();
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    peer.write_all(message_wire("closed1", "last words").as_bytes())
+        .await
+        .unwrap();
+    let req = recv(&mut b_rx).await;
+    let conn = req.source.connection.unwrap();
+    b.reply_bytes(&req.source, ok_for(&req.message).to_bytes())
+        .unwrap();
+    let resp = read_message(&mut peer).await;
+    assert_eq!(resp.status().unwrap().as_u16(), 200);
+    assert!(closed.try_recv().is_err(), "reported while open");
+    drop(peer);
+    let id = tokio::time::timeout(WAIT, closed.recv())
+        .await
+        .expect("connection end not reported")
+        .unwrap();
+    assert_eq!(id, conn);
+    until(|| b.connection_count() == 0).await;
+    assert!(matches!(
+        b.reply_bytes(&req.source, ok_for(&req.message).to_bytes()),
+        Err(SendError::ConnectionClosed(c)) if c == conn
+    ));
+    nothing(&mut b_rx, Duration::from_millis(50)).await;
 }

@@ -24,9 +24,10 @@
 //! | `[tls]` | `cert` + `key` or `generate`; `roots`; `missing_san = "warn"\|"error"` | [`TlsSection`] |
 //! | `[xmpp.s2s]` | `enabled`, `listen` (0.0.0.0:5269), `starttls = "optional"\|"required"`, `dialback_secret` or `secret_file`, `idle_timeout_secs`, `keepalive_secs` | [`S2sSection`] |
 //! | `[xmpp.c2s]` | `enabled`, `listen` (0.0.0.0:5222), `require_tls`, `allow_plain_without_tls`, `max_auth_failures` | [`C2sSection`] |
-//! | `[sip]` | `[[sip.listeners]]` (`transport` udp/tcp/tls, `address`; default TLS 0.0.0.0:5061), `require_client_cert`, keep-alive, timeouts, reconnection | [`SipSection`] |
+//! | `[sip]` | `[[sip.listeners]]` (`transport` udp/tcp/tls, `address`; default TLS 0.0.0.0:5061), `require_client_cert`, keep-alive, timeouts, reconnection; SIP federation: `enabled`, `outbound_transport`, `subscribe_expires_secs`, `im_idle_secs` | [`SipSection`] |
 //! | `[[federation.domain]]` | `name`, `protocol = "sip"\|"xmpp"`, `family`, `starttls`, `targets` | [`FederatedDomainSection`] |
 //! | `[policy]` | `xmpp_mode = "allow-all"\|"allow-listed"\|"deny-listed"`, `deny` | [`PolicySection`] |
+//! | `[[policy.user]]` | `user`, `allow`, `block` (watchers `user@domain` or domains) | [`UserPolicySection`] |
 //! | `[dns]` | nameservers, timeouts, cache bounds ([`crate::dns::DnsConfig`]) | [`DnsSection`] |
 //! | `[store]` | `scram_iterations` | [`StoreSection`] |
 //! | `[limits.node]`, `[limits.sip]`, `[limits.xmpp]`, `[limits.store]` | connections and queues; [`fedgate_sip::Limits`]; [`fedgate_xmpp::Limits`]; [`fedgate_store::StoreLimits`] | [`LimitsSection`] |
@@ -98,12 +99,14 @@ pub use identity::{GENERATED_CERT, GENERATED_KEY, TlsStartup};
 pub use sections::{
     C2sSection, DnsSection, FamilyName, FederatedDomainSection, FederationSection, LimitsSection,
     MissingSan, NodeLimitsSection, NodeSection, PolicySection, S2sSection, SipLimitsSection,
-    SipListenerSection, SipSection, SipTransportKind, StartTls, StoreLimitsSection, StoreSection,
-    TlsSection, XmppLimitsSection, XmppSection,
+    SipListenerSection, SipOutboundTransport, SipSection, SipTransportKind, StartTls,
+    StoreLimitsSection, StoreSection, TlsSection, UserPolicySection, XmppLimitsSection,
+    XmppSection,
 };
 pub use validate::{
     C2sSettings, CertSource, ConnectionLimits, MIN_DIALBACK_SECRET_LEN, Peer, S2sSettings,
-    SecretSource, SipListener, SipSettings, StaticTarget, TargetHost, TlsPlan, ValidatedConfig,
+    SecretSource, SipFederationSettings, SipListener, SipSettings, StaticTarget, TargetHost,
+    TlsPlan, ValidatedConfig,
 };
 
 /// The whole node configuration, as read from TOML. `Default` is every documented

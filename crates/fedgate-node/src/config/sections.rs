@@ -198,12 +198,37 @@ pub struct SipSection {
     pub handshake_timeout_secs: u64,
     /// Timeout of one write; a peer that does not read is closed. Default 30 s.
     pub write_timeout_secs: u64,
-    /// First reconnection delay. Default 500 ms.
+    /// First hold-down of an outbound target whose connection failed (its queued
+    /// messages are reported failed at once), doubled after each failure in a row;
+    /// also the first delay between reconnections. Default 500 ms.
     pub reconnect_initial_ms: u64,
-    /// Cap on the reconnection delay. Default 30 s.
+    /// Cap on the hold-down and the reconnection delay. Default 30 s.
     pub reconnect_max_secs: u64,
-    /// Connection attempts before queued messages are dropped. Default 4.
+    /// Reconnections in a row of an established connection that breaks with messages
+    /// still queued, before they are reported failed. Default 4.
     pub reconnect_attempts: u32,
+    /// Start SIP federation (the SIP gateway: presence and session-mode IM with the
+    /// `protocol = "sip"` domains). Default `false`.
+    pub enabled: bool,
+    /// Transport of our own requests to SIP peers: `"tls"` (federation, mutual TLS) or
+    /// `"tcp"` (labs and tests only). Default `"tls"`.
+    pub outbound_transport: SipOutboundTransport,
+    /// Expires asked for in our SUBSCRIBEs (seconds, at least 60). Default 3600.
+    pub subscribe_expires_secs: u32,
+    /// An IM session without traffic for this long is closed with BYE (seconds, at
+    /// least 1). Default 600.
+    pub im_idle_secs: u64,
+}
+
+/// `sip.outbound_transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SipOutboundTransport {
+    /// TLS (default; port 5061, `_sipfederationtls._tcp`).
+    #[default]
+    Tls,
+    /// Plain TCP (labs and tests).
+    Tcp,
 }
 
 impl Default for SipSection {
@@ -223,6 +248,10 @@ impl Default for SipSection {
             reconnect_initial_ms: 500,
             reconnect_max_secs: 30,
             reconnect_attempts: 4,
+            enabled: false,
+            outbound_transport: SipOutboundTransport::Tls,
+            subscribe_expires_secs: 3600,
+            im_idle_secs: 600,
         }
     }
 }
@@ -304,6 +333,26 @@ pub struct PolicySection {
     pub xmpp_mode: XmppMode,
     /// Domains on the XMPP deny list. Default: none.
     pub deny: Vec<String>,
+    /// `[[policy.user]]`: per-user allow and block lists set by the administrator.
+    /// Default: none.
+    pub user: Vec<UserPolicySection>,
+}
+
+/// `[[policy.user]]`: one local user's allow and block lists, written into that user's
+/// fedgate-policy rules at every start (a rule the user or the administrator set earlier
+/// for the same target is replaced; removing an entry here does not remove the stored
+/// rule).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserPolicySection {
+    /// The local user, `local@domain` of a hosted domain.
+    pub user: String,
+    /// Watchers (`user@domain`) or whole domains (`domain`) whose subscriptions are
+    /// accepted without asking the user. Default: none.
+    pub allow: Vec<String>,
+    /// Watchers or domains that are politely blocked: their subscription is accepted,
+    /// they only ever see the user offline. Default: none.
+    pub block: Vec<String>,
 }
 
 /// `[dns]`: the DNS adapter ([`crate::dns::DnsConfig`]); every field and default is

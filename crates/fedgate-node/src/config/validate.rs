@@ -6,12 +6,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fedgate_policy::{Domain, FederationConfig, Protocol, XmppListing};
+use fedgate_policy::{
+    Domain, FederationConfig, Protocol, Rule, RuleTarget, UserAddress, XmppListing,
+};
 use fedgate_presence::Family;
 use fedgate_xmpp::dialback::DialbackSecret;
 use fedgate_xmpp::s2s::TlsPolicy;
 
-use super::sections::{FamilyName, MissingSan, SipTransportKind, StartTls};
+use super::sections::{FamilyName, MissingSan, SipOutboundTransport, SipTransportKind, StartTls};
 use super::{ConfigError, NodeConfig};
 use crate::dns::DnsConfig;
 use crate::sip::{Backoff, Timers, TransportConfig, TransportLimits};
@@ -50,6 +52,8 @@ pub struct ValidatedConfig {
     pub xmpp_limits: fedgate_xmpp::Limits,
     /// `[limits.store]` and `[store]`.
     pub store: fedgate_store::StoreConfig,
+    /// `[[policy.user]]`: per-user rules set by the administrator, in the order written.
+    pub user_rules: Vec<(UserAddress, RuleTarget, Rule)>,
 }
 
 impl ValidatedConfig {
@@ -213,6 +217,19 @@ pub struct SipSettings {
     /// Timers (`sip.*_secs`), reconnection (`sip.reconnect_*`) and limits
     /// (`[limits.node]`, `[limits.sip]`) for [`crate::sip::SipTransport`].
     pub transport: TransportConfig,
+    /// `sip.enabled` and the gateway's keys; `None` when SIP federation is off.
+    pub federation: Option<SipFederationSettings>,
+}
+
+/// The SIP gateway's settings (`sip.enabled = true`), checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipFederationSettings {
+    /// `sip.outbound_transport`.
+    pub outbound_transport: SipOutboundTransport,
+    /// `sip.subscribe_expires_secs`.
+    pub subscribe_expires: u32,
+    /// `sip.im_idle_secs`.
+    pub im_idle: Duration,
 }
 
 /// `[limits.node]`, checked.
@@ -510,6 +527,37 @@ impl NodeConfig {
                 .map_err(|source| ConfigError::Federation { key, source })?;
         }
 
+        // [[policy.user]]
+        let mut user_rules = Vec::new();
+        for (i, u) in self.policy.user.iter().enumerate() {
+            let key = format!("policy.user[{i}]");
+            let user = UserAddress::new(&u.user)
+                .map_err(|e| ConfigError::invalid(format!("{key}.user"), e.to_string()))?;
+            if !federation.is_local(user.domain()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.user"),
+                    format!("{} is not one of node.domains", user.domain()),
+                ));
+            }
+            for (list, targets, rule) in [
+                ("allow", &u.allow, Rule::Allow),
+                ("block", &u.block, Rule::Block),
+            ] {
+                for (j, t) in targets.iter().enumerate() {
+                    let k = format!("{key}.{list}[{j}]");
+                    let target = if t.contains('@') {
+                        RuleTarget::User(
+                            UserAddress::new(t)
+                                .map_err(|e| ConfigError::invalid(&k, e.to_string()))?,
+                        )
+                    } else {
+                        RuleTarget::Domain(domain(&k, t)?)
+                    };
+                    user_rules.push((user.clone(), target, rule));
+                }
+            }
+        }
+
         // Listeners.
         let mut sockets = Sockets::default();
         let s2s_settings = if s2s.enabled {
@@ -687,6 +735,34 @@ impl NodeConfig {
 
         // [sip] timers and [limits]
         let sip = &self.sip;
+        let sip_federation = if sip.enabled {
+            if sip
+                .listeners
+                .iter()
+                .all(|l| l.transport == SipTransportKind::Udp)
+            {
+                return Err(ConfigError::invalid(
+                    "sip.enabled",
+                    "SIP federation needs a TLS or TCP listener in sip.listeners",
+                ));
+            }
+            if sip.subscribe_expires_secs < 60 {
+                return Err(ConfigError::invalid(
+                    "sip.subscribe_expires_secs",
+                    "must be at least 60 (RFC 6665 Min-Expires)",
+                ));
+            }
+            if sip.im_idle_secs == 0 {
+                return Err(ConfigError::invalid("sip.im_idle_secs", "must be positive"));
+            }
+            Some(SipFederationSettings {
+                outbound_transport: sip.outbound_transport,
+                subscribe_expires: sip.subscribe_expires_secs,
+                im_idle: Duration::from_secs(sip.im_idle_secs),
+            })
+        } else {
+            None
+        };
         let nl = &self.limits.node;
         let sl = &self.limits.sip;
         let max_connections = positive("limits.node.max_connections", nl.max_connections)?;
@@ -846,6 +922,7 @@ impl NodeConfig {
                 listeners: sip_listeners,
                 client_auth,
                 transport,
+                federation: sip_federation,
             },
             peers: peers.into_iter().map(|(_, p)| p).collect(),
             federation,
@@ -853,6 +930,7 @@ impl NodeConfig {
             connections,
             xmpp_limits,
             store,
+            user_rules,
         })
     }
 }

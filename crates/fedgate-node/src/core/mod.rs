@@ -59,24 +59,78 @@
 //! the `xmpp` family unchanged). Peers are resolved by [`FederationLookup`]: static
 //! targets from `[[federation.domain]] targets`, DNS otherwise.
 //!
+//! # Per-user policy
+//! [`Node`] opens fedgate-policy's [`Policy`](fedgate_policy::Policy) engine on the
+//! store ([`UserPolicy`]: its configuration aligned with the TOML at every start, the
+//! `[[policy.user]]` rules written) and installs it with [`Router::set_user_policy`].
+//! The decisions are taken in the router, keyed by JIDs, so every inbound path that
+//! ends in [`Router::handle_remote`] (XMPP s2s through the gate, a SIP gateway that
+//! turns SUBSCRIBE into `<presence type='subscribe'/>`) crosses them; the protocol is
+//! the one the engine routes the watcher's domain over. For a remote watcher W and a
+//! local user U:
+//! * **subscribe** → `handle_inbound_subscribe`: *denied* (domain not permitted):
+//!   `unsubscribed` to W, U never hears of it; *polite block* (U or the administrator
+//!   blocked W or its domain): `subscribed`, then `unavailable`, to W, U is not asked
+//!   and the roster is untouched; *accepted* (an allow rule): the roster item becomes
+//!   `from`, `subscribed` and U's presence go to W, U is not asked; *pending*: the RFC
+//!   6121 processing below (the request is kept in the roster and in the engine, and
+//!   pushed to U's available resources, again at each login).
+//! * U's answer: `subscribed` (or a pre-approval) is stored as an allow rule (the
+//!   engine's `answer`); `unsubscribed` to a pending request is stored as a block and
+//!   answered as a polite block (`subscribed`, then `unavailable`; the seed: "A deny
+//!   decision is handled using polite blocking"); `unsubscribed` to an approved
+//!   subscription is an RFC 6121 revocation (the allow rule goes, W gets
+//!   `unsubscribed`, W's record ends).
+//! * **presence**: broadcasts skip a remote watcher the policy blocks; a probe from it
+//!   is answered `unavailable`. So a blocked watcher only ever sees U offline.
+//! * **unsubscribe** from W ends its record in the engine.
+//! * At login, a request the engine holds as pending but the roster lost (a crash
+//!   between the two writes) is written back and asked.
+//!
+//! Every decision is written to SQLite before anything is answered (the engine's
+//! store is the [`StoreHandle`](fedgate_store::StoreHandle); calls that write run on a
+//! blocking thread). Without an installed engine (unit tests of the router) remote
+//! subscriptions follow plain RFC 6121.
+//!
+//! # Local client families
+//! A local client's presence is `xmpp-local` (Table 7 towards federated domains), or
+//! `jabber` (Table 6) when it carries the `<state xmlns='urn:fedgate:presence:jabber-state:0'/>`
+//! element ([`JABBER_STATE_NS`], [`client_family`]), read per presence stanza. Each
+//! session remembers the family of its last available presence, and presence from a
+//! remote user is mapped for each receiving session ([`PresenceMapper`], installed by
+//! [`pump_federated`]: Tables 4 and 5, `xmpp-local` or `jabber` column).
+//!
+//! # Shutdown
+//! [`Node::shutdown`] first sends `unavailable` for every available session to its
+//! watchers (remote ones through the still-open links, with a short grace for the links
+//! to write), then detaches the links and closes the client streams.
+//!
 //! # Not done yet
-//! * Per-user policy (fedgate-policy's `Policy` engine: authorize, polite blocking,
-//!   stored answers, `presence_fanout`): a subscription from a permitted domain follows
-//!   the RFC 6121 processing below (the user is asked). The SIP side (links, Tables 1–3).
+//! * Outbound subscriptions (a local user watching a remote one) are kept in the
+//!   roster only, not in the engine (`subscribe_outbound`); no refresh timers are
+//!   driven (`poll_timeout`), which XMPP does not need.
+//! * The engine's events from a configuration change at start (subscriptions a removed
+//!   domain no longer permits) are logged, not sent to the watchers.
+//! * The SIP side (links, Tables 1–3) is another module's; `[[policy.user]]` entries
+//!   removed from the configuration stay in the store until changed.
 //! * No roster versioning, no directed-presence bookkeeping (no unavailable sent to
 //!   entities that got directed presence), no XEP-0191 blocking, no privacy lists, no
 //!   carbons, no MUC, no last-presence answer to probes when the contact is offline.
+//!   The s2s streams are not closed with `</stream:stream>` at shutdown (the XMPP
+//!   driver has no way to close them on request); the process exit closes them.
 
 mod node;
 mod router;
+mod user_policy;
 mod users;
 
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, SHUTDOWN_GRACE};
 pub(crate) use router::with_delay as router_with_delay;
 pub use router::{
-    ClientOutcome, CoreConfig, OfflinePolicy, Registration, RemoteError, RemoteLinks, Route,
-    Router, SessionCtl, SessionId,
+    ClientOutcome, CoreConfig, OfflinePolicy, PresenceMapper, Registration, RemoteError,
+    RemoteLinks, Route, Router, SessionCtl, SessionId,
 };
+pub use user_policy::{UserPolicy, UserPolicyError};
 pub use users::UserDirectory;
 
 pub(crate) mod util;
@@ -84,7 +138,8 @@ mod xmpp_links;
 pub use xmpp_links::{XmppRemoteLinks, pump_inbound, renamespace};
 mod federation;
 pub use federation::{
-    FederatedXmppLinks, FederationGate, Inbound, LOCAL_FAMILY, map_presence, pump_federated,
+    FederatedXmppLinks, FederationGate, Inbound, JABBER_STATE_NS, LOCAL_FAMILY, client_family,
+    map_presence, pump_federated,
 };
 mod lookup;
 pub use lookup::FederationLookup;

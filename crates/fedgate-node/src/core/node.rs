@@ -3,7 +3,10 @@
 //! `xmpp.s2s.enabled`, XMPP federation: an [`S2sListener`] on `xmpp.s2s.listen` and an
 //! [`S2sOutbound`] resolving peers with a [`FederationLookup`] (static targets, else
 //! DNS), plugged into the router behind the [`FederationGate`]
-//! ([`FederatedXmppLinks`] outbound, [`pump_federated`] inbound).
+//! ([`FederatedXmppLinks`] outbound, [`pump_federated`] inbound); and, when
+//! `sip.enabled`, SIP federation: a [`SipTransport`] on `sip.listeners` (mutual TLS by
+//! `sip.require_client_cert`), a [`SipUa`] on it and the [`SipGateway`], whose links take
+//! the SIP-federated domains ([`DispatchLinks`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,15 +19,23 @@ use fedgate_xmpp::s2s::S2sConfig;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::RemoteLinks;
 use super::{
     CoreConfig, FederatedXmppLinks, FederationGate, FederationLookup, Router, UserDirectory,
-    XmppRemoteLinks, pump_federated,
+    UserPolicy, XmppRemoteLinks, pump_federated,
 };
 use crate::c2s::{C2sListener, C2sListenerConfig};
 use crate::config::{ConfigError, S2sSettings, TlsStartup, ValidatedConfig};
+use crate::config::{SipFederationSettings, SipTransportKind};
 use crate::dns::DnsLookup;
+use crate::sip::{SipTransport, SipUa, SipUaConfig};
+use crate::sipfed::{DispatchLinks, SipGateway, SipGatewayConfig, SipRoutes};
 use crate::tls::{ClientAuth, TlsError, TlsSettings};
 use crate::xmpp::{S2sListener, S2sOutbound, XmppConfig, XmppTls, random_seed};
+
+/// How long [`Node::shutdown`] lets the s2s links write the last `unavailable`
+/// presence before it detaches them (the driver has no flush).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Why the node did not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +66,29 @@ pub enum NodeError {
     /// The XMPP s2s driver could not be built.
     #[error("xmpp.s2s: {0}")]
     S2s(String),
+    /// The per-user policy engine could not be opened on the store.
+    #[error("policy: {0}")]
+    Policy(String),
+    /// The SIP transport could not be built or bound.
+    #[error("sip: {0}")]
+    Sip(String),
+}
+
+/// SIP federation of a running node.
+#[derive(Debug)]
+struct Sip {
+    transport: SipTransport,
+    gateway: SipGateway,
+    ua_task: JoinHandle<()>,
+    listening: Vec<(SipTransportKind, SocketAddr)>,
+}
+
+impl Sip {
+    fn stop(self) {
+        drop(self.gateway);
+        self.ua_task.abort();
+        self.transport.shutdown();
+    }
 }
 
 /// XMPP federation of a running node.
@@ -63,6 +97,7 @@ struct S2s {
     listener: S2sListener,
     outbound: S2sOutbound,
     pump: JoinHandle<()>,
+    links: Arc<dyn RemoteLinks>,
 }
 
 /// A running federation node: local users over c2s, remote XMPP domains over s2s.
@@ -71,11 +106,16 @@ pub struct Node {
     router: Router,
     c2s: Option<C2sListener>,
     s2s: Option<S2s>,
+    sip: Option<Sip>,
     store_thread: Option<std::thread::JoinHandle<SqliteStore>>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(s) = self.sip.take() {
+            self.router.clear_remote_links();
+            s.stop();
+        }
         if let Some(s) = self.s2s.take() {
             self.router.clear_remote_links();
             s.pump.abort();
@@ -140,15 +180,98 @@ async fn start_s2s(
             source,
         })?;
     let gate = Arc::new(FederationGate::from_config(cfg));
-    router.set_remote_links(Arc::new(FederatedXmppLinks::new(
+    let links: Arc<dyn RemoteLinks> = Arc::new(FederatedXmppLinks::new(
         gate.clone(),
         XmppRemoteLinks(outbound.clone()),
-    )));
+    ));
+    router.set_remote_links(links.clone());
     let pump = tokio::spawn(pump_federated(rx, router.clone(), gate, outbound.clone()));
     Ok(S2s {
         listener,
         outbound,
         pump,
+        links,
+    })
+}
+
+async fn start_sip(
+    cfg: &ValidatedConfig,
+    f: SipFederationSettings,
+    tls: Option<&TlsStartup>,
+    router: &Router,
+) -> Result<Sip, NodeError> {
+    let settings = tls.map(|t| {
+        let mut s = t.settings.clone();
+        s.client_auth = cfg.sip.client_auth;
+        s
+    });
+    let (transport, inbound) = SipTransport::new(cfg.sip.transport, settings.as_ref())
+        .map_err(|e| NodeError::Sip(e.to_string()))?;
+    let mut listening = Vec::new();
+    for l in &cfg.sip.listeners {
+        let r = match l.transport {
+            SipTransportKind::Tls => transport.listen_tls(l.addr).await,
+            SipTransportKind::Tcp => transport.listen_tcp(l.addr).await,
+            SipTransportKind::Udp => transport.bind_udp(l.addr).await,
+        };
+        let addr = r.map_err(|e| NodeError::Sip(format!("sip.listeners {}: {e}", l.addr)))?;
+        listening.push((l.transport, addr));
+    }
+    let host = cfg
+        .local_domains
+        .first()
+        .map(|d| d.as_str().to_owned())
+        .ok_or_else(|| NodeError::Domain("no local domain".into()))?;
+    let (kind, port) = listening
+        .iter()
+        .find(|(k, _)| *k == SipTransportKind::Tls)
+        .or_else(|| listening.iter().find(|(k, _)| *k == SipTransportKind::Tcp))
+        .map(|(k, a)| (*k, a.port()))
+        .unwrap_or((SipTransportKind::Tls, 5061));
+    let param = match kind {
+        SipTransportKind::Tls => "tls",
+        SipTransportKind::Tcp => "tcp",
+        SipTransportKind::Udp => "udp",
+    };
+    let contact = fedgate_sip_txn::ua::address(&format!("<sip:{host}:{port};transport={param}>"))
+        .map_err(|e| NodeError::Sip(format!("contact: {e}")))?;
+    let seed = random_seed();
+    let seed = u64::from_le_bytes([
+        seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+    ]);
+    let ep = fedgate_sip_txn::EndpointConfig::new(
+        fedgate_sip::Host::Domain(bytes::Bytes::from(host.clone())),
+        seed,
+    );
+    let mut ua = fedgate_sip_txn::UaConfig::new(ep, contact);
+    ua.idle_timeout = f.im_idle;
+    ua.sdp_host = host;
+    ua.sdp_port = port;
+    let (sip_ua, events, ua_task) = SipUa::spawn(transport.clone(), inbound, SipUaConfig::new(ua));
+    let dns = match DnsLookup::new(&cfg.dns) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "sip: no DNS; only SIP peers with static targets are reachable");
+            None
+        }
+    };
+    let gateway = SipGateway::start(
+        SipGatewayConfig {
+            federation: cfg.federation.clone(),
+            subscribe_expires: f.subscribe_expires,
+            queue: cfg.connections.inbound_queue,
+        },
+        sip_ua,
+        events,
+        router.clone(),
+        SipRoutes::from_config(cfg, dns),
+    )
+    .await;
+    Ok(Sip {
+        transport,
+        gateway,
+        ua_task,
+        listening,
     })
 }
 
@@ -179,9 +302,30 @@ impl Node {
             session_queue: cfg.connections.outbound_queue,
             ..CoreConfig::default()
         };
-        let router = Router::new(core, domains.clone(), handle, users);
+        let router = Router::new(core, domains.clone(), handle.clone(), users);
+        let policy = UserPolicy::open(
+            handle,
+            cfg.federation.clone(),
+            cfg.user_rules.clone(),
+            super::util::now(),
+        )
+        .await
+        .map_err(|e| NodeError::Policy(e.to_string()))?;
+        router.set_user_policy(policy);
         let s2s = match &cfg.s2s {
             Some(s) => Some(start_s2s(cfg, s, tls, domains.clone(), &router).await?),
+            None => None,
+        };
+        let sip = match cfg.sip.federation {
+            Some(f) => {
+                let sip = start_sip(cfg, f, tls, &router).await?;
+                router.set_remote_links(Arc::new(DispatchLinks::new(
+                    cfg.federation.clone(),
+                    sip.gateway.links(),
+                    s2s.as_ref().map(|s| s.links.clone()),
+                )));
+                Some(sip)
+            }
             None => None,
         };
         let c2s = match &cfg.c2s {
@@ -225,6 +369,7 @@ impl Node {
             router,
             c2s,
             s2s,
+            sip,
             store_thread: Some(store_thread),
         })
     }
@@ -249,16 +394,37 @@ impl Node {
         self.s2s.as_ref().map(|s| &s.outbound)
     }
 
+    /// Where the SIP listeners listen (empty: SIP federation disabled).
+    pub fn sip_addrs(&self) -> Vec<(SipTransportKind, SocketAddr)> {
+        self.sip
+            .as_ref()
+            .map(|s| s.listening.clone())
+            .unwrap_or_default()
+    }
+
     /// The accounts.
     pub fn users(&self) -> &Arc<UserDirectory> {
         self.router.users()
     }
 
-    /// Stops accepting s2s connections and detaches the remote links, closes every
-    /// client stream with `</stream:stream>`, then stops the store's writer thread once
-    /// the last request is done (bounded wait). Established s2s streams end at their
-    /// idle timeout (the XMPP driver has no way to close them on request).
+    /// Sends `unavailable` for every available local session to its watchers (remote
+    /// ones through the still-open links, then a short grace, [`SHUTDOWN_GRACE`], for the
+    /// links to write it), stops accepting s2s connections and detaches the remote
+    /// links, closes every client stream with `</stream:stream>`, then stops the store's
+    /// writer thread once the last request is done (bounded wait). Established s2s
+    /// streams end at their idle timeout (the XMPP driver has no way to close them on
+    /// request).
     pub async fn shutdown(mut self) {
+        // First, while every link (XMPP and SIP) is still installed: watchers are told.
+        if self.router.broadcast_unavailable_all().await > 0
+            && (self.s2s.is_some() || self.sip.is_some())
+        {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+        if let Some(s) = self.sip.take() {
+            self.router.clear_remote_links();
+            s.stop();
+        }
         if let Some(s) = self.s2s.take() {
             drop(s.listener);
             self.router.clear_remote_links();

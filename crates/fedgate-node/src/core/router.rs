@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use fedgate_policy::UserAddress;
+use fedgate_policy::{
+    InboundDecision, Rule, RuleTarget, SubscriptionKey, SubscriptionState, UserAddress,
+};
+use fedgate_presence::Family;
 use fedgate_store::{
     OfflineStore, Roster, RosterItem, RosterStore, RosterSubscription as Sub, SqliteStore,
     StoreError, StoreHandle,
@@ -16,8 +19,8 @@ use fedgate_xmpp::{
 };
 use tokio::sync::{Notify, mpsc};
 
-use super::UserDirectory;
 use super::util;
+use super::{UserDirectory, UserPolicy};
 
 const ROSTER_NS: &str = "jabber:iq:roster";
 const PING_NS: &str = "urn:xmpp:ping";
@@ -169,6 +172,8 @@ struct Entry {
     priority: i8,
     presence: Option<Element>,
     interested: bool,
+    /// The client's family, from its last available presence (`xmpp-local` until then).
+    family: Family,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +182,7 @@ struct Target {
     full: FullJid,
     tx: mpsc::Sender<Element>,
     ctl: Arc<SessionCtl>,
+    family: Family,
 }
 
 impl From<&Entry> for Target {
@@ -186,8 +192,17 @@ impl From<&Entry> for Target {
             full: e.full.clone(),
             tx: e.tx.clone(),
             ctl: Arc::clone(&e.ctl),
+            family: e.family,
         }
     }
+}
+
+/// Maps a presence from a remote user to what a local client of a given family shows
+/// (installed by the federation side, [`Router::set_presence_mapper`]).
+pub trait PresenceMapper: Send + Sync + std::fmt::Debug {
+    /// `presence` (`jabber:client`, `from` a remote user) as a client of `client`
+    /// family shows it.
+    fn to_client(&self, presence: &Element, client: Family) -> Element;
 }
 
 /// Per-call context: the calling session (replies to it are returned, not queued).
@@ -206,6 +221,8 @@ struct Inner {
     sessions: Mutex<HashMap<BareJid, Vec<Entry>>>,
     by_id: Mutex<HashMap<SessionId, FullJid>>,
     remote: RwLock<Option<Arc<dyn RemoteLinks>>>,
+    policy: RwLock<Option<UserPolicy>>,
+    mapper: RwLock<Option<Arc<dyn PresenceMapper>>>,
     next_id: AtomicU64,
 }
 
@@ -294,6 +311,8 @@ impl Router {
                 sessions: Mutex::new(HashMap::new()),
                 by_id: Mutex::new(HashMap::new()),
                 remote: RwLock::new(None),
+                policy: RwLock::new(None),
+                mapper: RwLock::new(None),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -306,6 +325,60 @@ impl Router {
             .remote
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(links);
+    }
+
+    /// Installs the per-user policy engine: from then on every subscription from a remote
+    /// user (XMPP, or SIP through a gateway that calls [`Router::handle_remote`]) is
+    /// decided by it, and presence to remote watchers follows its rules (module docs,
+    /// "Per-user policy"). Without it, remote subscriptions follow plain RFC 6121.
+    pub fn set_user_policy(&self, policy: UserPolicy) {
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(policy);
+    }
+
+    /// Installs the mapping of remote users' presence to each local client's family
+    /// (applied per receiving session; without it, remote presence is delivered as it
+    /// comes).
+    pub fn set_presence_mapper(&self, mapper: Arc<dyn PresenceMapper>) {
+        *self
+            .inner
+            .mapper
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(mapper);
+    }
+
+    /// The per-user policy engine, when installed.
+    pub fn user_policy(&self) -> Option<UserPolicy> {
+        self.inner
+            .policy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends `unavailable` for every available session to the contacts that see it
+    /// (local and remote watchers) and to the user's other resources, as at a
+    /// disconnection; the sessions stay bound. Used at shutdown, before the links close.
+    /// Returns how many sessions were available.
+    pub async fn broadcast_unavailable_all(&self) -> usize {
+        let fulls: Vec<FullJid> = lock(&self.inner.sessions)
+            .values()
+            .flatten()
+            .filter(|e| e.available)
+            .map(|e| e.full.clone())
+            .collect();
+        for full in &fulls {
+            self.set_unavailable(full);
+            let p = ElementBuilder::new("presence", ns::CLIENT)
+                .attr("from", full.to_string())
+                .attr("type", "unavailable")
+                .build();
+            self.broadcast(&mut Ctx::default(), full, &p).await;
+        }
+        fulls.len()
     }
 
     /// Removes the links to remote domains (shutdown): remote stanzas then bounce
@@ -366,7 +439,10 @@ impl Router {
         let (tx, rx) = mpsc::channel(self.inner.cfg.session_queue.max(1));
         let ctl = Arc::new(SessionCtl::default());
         let mut s = lock(&self.inner.sessions);
-        let v = s.entry(full.bare().clone()).or_default();
+        // Most users have one session: no room for four (`or_default` + push), ~0.5 KiB.
+        let v = s
+            .entry(full.bare().clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         for old in v.iter().filter(|e| e.full == full) {
             tracing::info!(jid = %full, "c2s: resource conflict, the older session is closed");
             old.ctl.kick(StreamErrorCondition::Conflict);
@@ -382,6 +458,7 @@ impl Router {
             priority: 0,
             presence: None,
             interested: false,
+            family: super::LOCAL_FAMILY,
         });
         drop(s);
         lock(&self.inner.by_id).insert(id, full);
@@ -472,6 +549,50 @@ impl Router {
     }
 
     // ---- plumbing ----------------------------------------------------------------
+
+    /// The policy engine and both addresses, when `contact` is a remote user and the
+    /// engine is installed: the per-user policy applies.
+    fn remote_policy(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Option<(UserPolicy, UserAddress, UserAddress)> {
+        if !matches!(self.route_of(&Jid::Bare(contact.clone())), Route::Remote(_)) {
+            return None;
+        }
+        Some((self.user_policy()?, addr(user)?, addr(contact)?))
+    }
+
+    /// Whether the remote `contact` may only see `user` offline (polite block).
+    fn politely_blocked(&self, user: &BareJid, contact: &BareJid) -> bool {
+        self.remote_policy(user, contact)
+            .is_some_and(|(p, u, w)| p.blocked(&u, &w, util::now()))
+    }
+
+    /// Stores the local user's answer for a remote watcher (fedgate-policy `answer`: a
+    /// rule in the user's list; a pending subscription becomes active).
+    async fn policy_answer(&self, pol: &UserPolicy, u: UserAddress, w: UserAddress, rule: Rule) {
+        let (u2, w2) = (u.clone(), w.clone());
+        if let Err(e) = pol
+            .call(move |p| p.answer(util::now(), &u2, &w2, rule))
+            .await
+        {
+            tracing::warn!(user = %u, watcher = %w, error = %e, "core: policy: answer not stored");
+        }
+    }
+
+    /// A polite block answered to `contact`: `subscribed`, then `unavailable` from the
+    /// bare `user` (exactly what an acceptance of an offline user looks like).
+    fn polite_block(&self, ctx: &mut Ctx, user: &BareJid, contact: &BareJid) {
+        for t in ["subscribed", "unavailable"] {
+            let el = ElementBuilder::new("presence", ns::CLIENT)
+                .attr("from", user.to_string())
+                .attr("to", contact.to_string())
+                .attr("type", t)
+                .build();
+            self.send_remote(ctx, el);
+        }
+    }
 
     async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -779,6 +900,7 @@ impl Router {
             };
             let initial = !e.available;
             e.available = true;
+            e.family = super::client_family(&el);
             e.priority = prio;
             e.presence = Some(el.clone());
             initial
@@ -822,7 +944,56 @@ impl Router {
                 self.to_full(ctx, full, req);
             }
         }
+        self.resume_pending(ctx, full, &roster).await;
         true
+    }
+
+    /// Requests the policy engine holds as pending but the roster does not (a crash
+    /// between the two writes): written to the roster and asked now.
+    async fn resume_pending(&self, ctx: &mut Ctx, full: &FullJid, roster: &Roster) {
+        let bare = full.bare();
+        let (Some(pol), Some(u)) = (self.user_policy(), addr(bare)) else {
+            return;
+        };
+        let waiting: Vec<String> = pol.read(|p| {
+            p.pending_requests(&u, util::now())
+                .into_iter()
+                .map(ToString::to_string)
+                .collect()
+        });
+        for w in waiting {
+            let asked = roster
+                .items
+                .iter()
+                .any(|i| i.jid == w && (i.pending_in.is_some() || shares_from(i.subscription)));
+            let Ok(contact) = BareJid::parse(&w) else {
+                continue;
+            };
+            if asked {
+                continue;
+            }
+            let req = ElementBuilder::new("presence", ns::CLIENT)
+                .attr("from", w.clone())
+                .attr("to", bare.to_string())
+                .attr("type", "subscribe")
+                .build();
+            let xml = req.to_xml();
+            let res = self
+                .update_item(ctx, bare, &contact, move |old| {
+                    let mut i = old.unwrap_or_else(|| RosterItem::new(w));
+                    i.pending_in = Some(xml);
+                    Some(i)
+                })
+                .await;
+            match res {
+                Ok(_) => {
+                    self.to_full(ctx, full, req);
+                }
+                Err(e) => {
+                    tracing::warn!(user = %bare, error = %e, "core: pending request not resumed")
+                }
+            }
+        }
     }
 
     /// Sends `p` (from `full`, no `to`) to the contacts with `from`/`both` and the user's
@@ -830,6 +1001,11 @@ impl Router {
     async fn broadcast(&self, ctx: &mut Ctx, full: &FullJid, p: &Element) -> Roster {
         let roster = self.roster_of(full.bare()).await;
         for item in roster.items.iter().filter(|i| shares_from(i.subscription)) {
+            if let Ok(contact) = BareJid::parse(&item.jid)
+                && self.politely_blocked(full.bare(), &contact)
+            {
+                continue; // it only ever sees the user offline
+            }
             let el = with_attr(p, "to", &item.jid);
             self.deliver_sync(ctx, el);
         }
@@ -843,14 +1019,40 @@ impl Router {
                 self.subscriptions(ctx, el).await
             }
             Some("probe") => self.answer_probe(ctx, bare, &el).await,
-            _ => match to {
-                Jid::Full(f) => {
-                    self.to_full(ctx, f, el);
+            _ => {
+                let mapper = self
+                    .inner
+                    .mapper
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let remote = el
+                    .attr("from")
+                    .and_then(|f| Jid::parse(f).ok())
+                    .is_some_and(|f| matches!(self.route_of(&f), Route::Remote(_)));
+                match (mapper, to) {
+                    // From a remote user: mapped for each receiving client's family.
+                    (Some(m), to) if remote => {
+                        let targets = match to {
+                            Jid::Full(f) => self.targets(bare, |e| &e.full == f),
+                            Jid::Bare(_) => self.targets(bare, |e| e.available),
+                        };
+                        for t in targets {
+                            let mut p = m.to_client(&el, t.family);
+                            if matches!(to, Jid::Bare(_)) {
+                                p.set_attr("to", &t.full.to_string());
+                            }
+                            self.push(ctx, &t, p);
+                        }
+                    }
+                    (_, Jid::Full(f)) => {
+                        self.to_full(ctx, f, el);
+                    }
+                    (_, Jid::Bare(_)) => {
+                        self.to_available(ctx, bare, &el);
+                    }
                 }
-                Jid::Bare(_) => {
-                    self.to_available(ctx, bare, &el);
-                }
-            },
+            }
         }
     }
 
@@ -863,6 +1065,14 @@ impl Router {
         let Some(prober) = bare_of(Some(&from)) else {
             return;
         };
+        if self.politely_blocked(bare, &prober) {
+            let el = ElementBuilder::new("presence", ns::CLIENT)
+                .attr("from", bare.to_string())
+                .attr("to", from)
+                .attr("type", "unavailable")
+                .build();
+            return self.deliver_sync(ctx, el);
+        }
         let key = prober.to_string();
         let item = self.db(move |s| s.roster_item(&u, &key)).await;
         if !matches!(&item, Ok(Some(i)) if shares_from(i.subscription)) {
@@ -1045,6 +1255,36 @@ impl Router {
         };
         let was_from = old.as_ref().is_some_and(|i| shares_from(i.subscription));
         let is_from = new.as_ref().is_some_and(|i| shares_from(i.subscription));
+        if let Some((pol, u, w)) = self.remote_policy(&user, &contact) {
+            match kind.as_str() {
+                // An approval (or pre-approval) is an allow in the user's policy list.
+                "subscribed" => self.policy_answer(&pol, u, w, Rule::Allow).await,
+                "unsubscribed" => {
+                    let key = SubscriptionKey::inbound(u.clone(), w.clone());
+                    let asked = old.as_ref().is_some_and(|i| i.pending_in.is_some())
+                        || pol.read(|p| p.state(&key)) == SubscriptionState::Pending;
+                    if asked && !was_from {
+                        // A deny: stored as a block, answered as a polite block (seed).
+                        self.policy_answer(&pol, u, w, Rule::Block).await;
+                        return self.polite_block(ctx, &user, &contact);
+                    }
+                    if was_from {
+                        // A revocation (RFC 6121 §3.2): the allow goes, the watcher is
+                        // told; a new request will be asked again.
+                        let r = pol
+                            .call(move |p| {
+                                p.remove_rule(&u, &RuleTarget::User(w.clone()))?;
+                                p.handle_inbound_unsubscribe(util::now(), &w, &u)
+                            })
+                            .await;
+                        if let Err(e) = r {
+                            tracing::warn!(user = %user, watcher = %contact, error = %e, "core: policy: revocation not recorded");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         match kind.as_str() {
             // Approval of a request we hold: route it, then our presence (§3.1.5).
             "subscribed" if !was_from && is_from => {
@@ -1112,8 +1352,62 @@ impl Router {
                 .attr("type", t)
                 .build()
         };
+        let policy = self.remote_policy(user, contact);
         match kind.as_str() {
             "subscribe" => {
+                if let Some((pol, u, w)) = &policy {
+                    let proto = pol.protocol_of(w.domain());
+                    let (u2, w2) = (u.clone(), w.clone());
+                    let outcome = pol
+                        .call(move |p| {
+                            p.handle_inbound_subscribe(util::now(), &w2, &u2, proto, None)
+                        })
+                        .await;
+                    let decision = match outcome {
+                        Ok(o) => o.decision,
+                        Err(e) => {
+                            // Nothing recorded, nothing answered: the watcher may ask again.
+                            tracing::warn!(user = %user, watcher = %contact, error = %e, "core: subscription not decided");
+                            return Ok(());
+                        }
+                    };
+                    tracing::debug!(user = %user, watcher = %contact, ?decision, "core: inbound subscription");
+                    match decision {
+                        InboundDecision::Denied(denial) => {
+                            tracing::info!(user = %user, watcher = %contact, ?denial, "core: subscription denied; the user is not asked");
+                            self.send_remote(ctx, reply("unsubscribed"));
+                            return Ok(());
+                        }
+                        InboundDecision::PoliteBlock => {
+                            self.polite_block(ctx, user, contact);
+                            return Ok(());
+                        }
+                        InboundDecision::Accepted => {
+                            let (old, new) = self
+                                .update_item(ctx, user, contact, move |old| {
+                                    let mut i = old.unwrap_or_else(|| RosterItem::new(c));
+                                    i.pending_in = None;
+                                    i.approved = false;
+                                    i.subscription = match i.subscription {
+                                        Sub::None => Sub::From,
+                                        Sub::To => Sub::Both,
+                                        s => s,
+                                    };
+                                    Some(i)
+                                })
+                                .await?;
+                            // The answer first, then the presence it allows.
+                            self.send_remote(ctx, reply("subscribed"));
+                            if !old.as_ref().is_some_and(|i| shares_from(i.subscription))
+                                && new.as_ref().is_some_and(|i| shares_from(i.subscription))
+                            {
+                                self.presence_to(ctx, user, contact, false);
+                            }
+                            return Ok(());
+                        }
+                        InboundDecision::Pending => {} // RFC 6121: the user is asked
+                    }
+                }
                 let xml = el.to_xml();
                 let (old, new) = self
                     .update_item(ctx, user, contact, move |old| {
@@ -1132,9 +1426,17 @@ impl Router {
                     })
                     .await?;
                 let now_from = new.as_ref().is_some_and(|i| shares_from(i.subscription));
+                if now_from && let Some((pol, u, w)) = policy {
+                    // Approved on the roster (earlier, or pre-approved): the policy agrees.
+                    self.policy_answer(&pol, u, w, Rule::Allow).await;
+                }
                 if now_from {
-                    // Already approved (or pre-approved): answer for the user.
-                    follow.push_back(reply("subscribed"));
+                    // Already approved (or pre-approved): answer for the user, before the
+                    // presence it allows (a remote contact gets it at once).
+                    match self.route_of(&Jid::Bare(contact.clone())) {
+                        Route::Remote(_) => self.send_remote(ctx, reply("subscribed")),
+                        _ => follow.push_back(reply("subscribed")),
+                    }
                     if !old.as_ref().is_some_and(|i| shares_from(i.subscription)) {
                         self.presence_to(ctx, user, contact, false);
                     }
@@ -1181,6 +1483,14 @@ impl Router {
                     self.to_available(ctx, user, &el);
                     if old.as_ref().is_some_and(|i| shares_from(i.subscription)) {
                         self.presence_to(ctx, user, contact, true);
+                    }
+                }
+                if let Some((pol, u, w)) = policy {
+                    let r = pol
+                        .call(move |p| p.handle_inbound_unsubscribe(util::now(), &w, &u))
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(user = %user, watcher = %contact, error = %e, "core: policy: unsubscribe not recorded");
                     }
                 }
             }

@@ -104,15 +104,17 @@ impl Default for Timers {
     }
 }
 
-/// Reconnection on the outbound side: exponential, capped.
+/// Reconnection and hold-down on the outbound side: exponential, capped.
 ///
-/// An outbound connection that cannot be (re)established is retried after `initial`,
-/// then twice as long each time up to `max`, `attempts` times in all while messages wait
-/// in its queue. After the last failure the queued messages are dropped (logged) and the
-/// target is marked unreachable for the last delay: sends to it fail at once with
-/// [`SendError::Unreachable`](super::SendError::Unreachable) carrying the time left
-/// (for a 503 Retry-After). An established connection that breaks with messages still
-/// queued reconnects the same way.
+/// A connection attempt to a target that fails (TCP connect, TLS handshake, RFC 5922
+/// name check) is not retried: the messages queued for it are dropped and reported at
+/// once ([`SendFailure`](super::SendFailure)), and the target is marked unreachable for
+/// `initial`, then twice as long after each further failure in a row, up to `max`
+/// (a successful connection resets the count). While marked, sends to it fail at once
+/// with [`SendError::Unreachable`](super::SendError::Unreachable) carrying the time
+/// left (for a 503 Retry-After). An established connection that breaks with messages
+/// still queued is reconnected at once, and again after `initial`, `2·initial`, … up
+/// to `attempts` reconnections in a row; then its messages are reported the same way.
 ///
 /// Defaults: `initial` 500 ms, `max` 30 s, `attempts` 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +123,7 @@ pub struct Backoff {
     pub initial: Duration,
     /// Cap on the delay.
     pub max: Duration,
-    /// Connection attempts before giving up.
+    /// Reconnections in a row of a connection that breaks with messages queued.
     pub attempts: u32,
 }
 

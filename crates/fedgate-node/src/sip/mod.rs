@@ -20,9 +20,27 @@
 //!   outbound connections ping after `keepalive_interval` without traffic and close
 //!   if no pong (or other traffic) comes within `pong_timeout`. Any connection with
 //!   nothing received for `idle_timeout` is closed.
-//! - Outbound connection failures are retried with capped exponential backoff
-//!   ([`Backoff`]); a target that keeps failing is reported as
-//!   [`SendError::Unreachable`] with a Retry-After.
+//! - Outbound connection failures are reported at once, never retried behind the
+//!   caller's back (RFC 3261 §8.1.3.1, §17.1.4; RFC 3263 §4.3): [`SipTransport::send`]
+//!   only queues, so a connect, TLS handshake or RFC 5922 name check that then fails
+//!   drops the queued messages and reports them as a [`SendFailure`] (target,
+//!   connection, [`FailureKind`], count) on [`SipTransport::take_failures`]; the
+//!   [`SipUa`] driver turns it into `handle_transport_error` for that target's flow, so
+//!   the transactions fail with 503 within the connect time (a refused port: at once),
+//!   not at Timer B/F (32 s), and the caller can try the next target. The target is
+//!   then marked unreachable for a time that doubles with each failure in a row
+//!   ([`Backoff`]): sends to it fail at once with [`SendError::Unreachable`] and a
+//!   Retry-After. An established connection that breaks with messages still queued is
+//!   reconnected at once (those messages were never written), `Backoff::attempts`
+//!   times in a row at most, then reported the same way ([`FailureKind::ConnectionLost`]).
+//!   Requests already written to a connection that then breaks are not reported: their
+//!   answer may still come (RFC 3261 §18.2.2); they wait for their transaction timer.
+//! - Connection ends are reported: every stream connection (inbound or outbound), once
+//!   it is gone for good, sends its [`ConnectionId`] on [`SipTransport::take_closed`],
+//!   after the last message it received is on the inbound channel; the [`SipUa`]
+//!   driver ends the IM sessions that ran on it (`handle_flow_closed`).
+//! - Already encoded messages (a transaction layer's output) go out as they are
+//!   ([`SipTransport::send_bytes`], [`SipTransport::reply_bytes`]).
 //! - Input errors: a message the framer can delimit but the parser refuses is answered
 //!   (400/414/…, built from the salvaged Via, From, To, Call-ID and CSeq) and the
 //!   connection goes on; a framing error (bad, repeated or missing Content-Length,
@@ -46,7 +64,8 @@
 //!                                            owns socket + StreamFramer + read buffer
 //!   SipTransport::send ──try_send──▶ [outbound queue, per connection, bounded]──┘   │
 //!     (new target: registers the connection and spawns its task, which connects     │
-//!      with backoff and then runs the same loop)                                     │
+//!      and then runs the same loop; a failed connect ──▶ [failures, bounded] ──▶     │
+//!      take_failures(): SendFailure { target, … }, read by the SipUa driver)        │
 //!   UDP task (per bind_udp) ────────────────────────────────┐                        │
 //!                                                           ▼                        ▼
 //!                                  [inbound channel, bounded, shared] ──▶ Receiver<Inbound>
@@ -54,7 +73,8 @@
 //!
 //! The registry (a mutex-guarded map, never held across an await) knows each
 //! connection's outbound queue, peer, identity and target, and counts connections per
-//! peer IP and in total; a connection task's slot removes it on exit. A connection task
+//! peer IP and in total; a connection task's slot removes it on exit and reports its
+//! end ([`SipTransport::take_closed`]). A connection task
 //! whose message finds the inbound channel full keeps it and stops reading its socket
 //! until there is room (TCP backpressure). Sends never wait: a full outbound queue is
 //! [`SendError::QueueFull`] (answer 503).
@@ -87,7 +107,7 @@ mod udp;
 
 pub use config::{Backoff, Timers, TransportConfig, TransportLimits};
 pub use transport::{
-    ConnectionId, Inbound, PeerIdentity, SendError, SipTransport, Source, Target, TransportError,
-    TransportKind,
+    ConnectionId, FailureKind, Inbound, PeerIdentity, SendError, SendFailure, SipTransport, Source,
+    Target, TransportError, TransportKind,
 };
 pub use ua::{SipUa, SipUaConfig, SipUaEvent, SubscribeOptions, UaError};

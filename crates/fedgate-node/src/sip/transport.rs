@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::config::TransportConfig;
-use super::stream::{self, End};
+use super::stream::{self, Close, End};
 use super::udp;
 use crate::tls::{TlsError, TlsSettings, name_matches, sip_domains};
 
@@ -215,6 +215,48 @@ impl SendError {
     }
 }
 
+/// How a connection to a [`Target`] failed ([`SendFailure::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The TCP connection was refused (RST, ICMP port unreachable).
+    Refused,
+    /// Any other TCP connect error (no route, network unreachable, …).
+    ConnectFailed,
+    /// The TCP connect or the TLS handshake did not finish in time.
+    Timeout,
+    /// The TLS handshake failed or the certificate does not name the target (RFC 5922).
+    Tls,
+    /// An established connection broke with messages still queued, and reconnecting
+    /// did not help.
+    ConnectionLost,
+    /// The connection was closed on purpose (idle, protocol error) while messages sent
+    /// to it were still queued.
+    Closed,
+}
+
+/// Messages that [`SipTransport::send`] accepted (it returned `Ok`) but that never
+/// reached the wire: the outbound connection to `target` could not be opened, or it
+/// closed with them still queued. Reported at once on the receiver of
+/// [`SipTransport::take_failures`], so the transaction layer can fail the transactions
+/// on that target (RFC 3261 §8.1.3.1, §17.1.4: a transport error is a 503) and the
+/// caller try the next target (RFC 3263 §4.3) instead of waiting for Timer B/F.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendFailure {
+    /// Where the messages were going.
+    pub target: Target,
+    /// The outbound connection that failed.
+    pub connection: ConnectionId,
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// How many queued messages were dropped (at least one).
+    pub dropped: usize,
+    /// How long sends to `target` now fail at once with [`SendError::Unreachable`]
+    /// (zero for [`FailureKind::Closed`]: the target itself is not marked).
+    pub retry_after: Duration,
+}
+
 /// Why the transport could not start or listen.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -238,12 +280,20 @@ struct Entry {
     target: Option<Target>,
 }
 
+/// A target whose connections failed: unreachable until `until`; `failures` in a row
+/// make the next mark longer ([`super::Backoff`]).
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    until: Instant,
+    failures: u32,
+}
+
 #[derive(Default)]
 struct Registry {
     conns: HashMap<ConnectionId, Entry>,
     by_target: HashMap<Target, Vec<ConnectionId>>,
     per_ip: HashMap<IpAddr, usize>,
-    unreachable: HashMap<Target, Instant>,
+    unreachable: HashMap<Target, Down>,
 }
 
 /// State shared by the handle and every task.
@@ -256,6 +306,11 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     udp: Mutex<Option<Arc<std::net::UdpSocket>>>,
     shutdown: watch::Sender<bool>,
+    /// Where [`SendFailure`]s go ([`SipTransport::take_failures`]); none until taken.
+    failures: Mutex<Option<mpsc::Sender<SendFailure>>>,
+    /// Where the ids of ended connections go ([`SipTransport::take_closed`]); none
+    /// until taken.
+    closed: Mutex<Option<mpsc::Sender<ConnectionId>>>,
 }
 
 impl Shared {
@@ -312,13 +367,62 @@ impl Shared {
         }
     }
 
-    fn mark_unreachable(&self, target: &Target, for_: Duration) {
+    /// Marks `target` unreachable after one more failure in a row; returns for how
+    /// long (`backoff.delay(failures)`).
+    fn mark_unreachable(&self, target: &Target) -> Duration {
+        let backoff = self.cfg.backoff;
         let mut reg = self.reg();
         let now = Instant::now();
-        // Bounded: expired marks are dropped whenever one is added.
-        reg.unreachable.retain(|_, until| *until > now);
-        if reg.unreachable.len() < self.cfg.limits.max_connections {
-            reg.unreachable.insert(target.clone(), now + for_);
+        // Bounded: a mark is forgotten (and its count of failures with it) `max` after
+        // it expired; whenever one is added.
+        reg.unreachable.retain(|_, d| d.until + backoff.max > now);
+        let failures = reg.unreachable.get(target).map_or(0, |d| d.failures) + 1;
+        let delay = backoff.delay(failures);
+        if reg.unreachable.contains_key(target)
+            || reg.unreachable.len() < self.cfg.limits.max_connections
+        {
+            reg.unreachable.insert(
+                target.clone(),
+                Down {
+                    until: now + delay,
+                    failures,
+                },
+            );
+        }
+        delay
+    }
+
+    /// A connection to `target` is up: its failures are forgotten.
+    fn mark_reachable(&self, target: &Target) {
+        self.reg().unreachable.remove(target);
+    }
+
+    /// Reports messages that were accepted but never sent (never waits: with the
+    /// receiver gone or full, the report is dropped and the transaction layer times
+    /// out as before).
+    fn report(&self, f: SendFailure) {
+        let tx = self
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(tx) = tx else { return };
+        if let Err(e) = tx.try_send(f) {
+            tracing::warn!(error = %e, "SIP send failure not reported: receiver full or gone");
+        }
+    }
+
+    /// Reports that connection `id` ended ([`SipTransport::take_closed`]); dropped
+    /// (logged) when the receiver is gone or full.
+    fn report_closed(&self, id: ConnectionId) {
+        let tx = self
+            .closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(tx) = tx else { return };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(id) {
+            tracing::warn!(conn = %id, "SIP connection end not reported: receiver full");
         }
     }
 
@@ -359,6 +463,7 @@ pub(crate) struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.shared.release(self.id);
+        self.shared.report_closed(self.id);
     }
 }
 
@@ -417,6 +522,8 @@ impl SipTransport {
             next_id: AtomicU64::new(1),
             udp: Mutex::new(None),
             shutdown: watch::channel(false).0,
+            failures: Mutex::new(None),
+            closed: Mutex::new(None),
         });
         let life = Arc::new(Lifetime(shared.clone()));
         Ok((
@@ -484,7 +591,13 @@ impl SipTransport {
     /// room, else on a new one (connected in the background, with backoff). Never waits:
     /// a full queue is an error the caller turns into a 503.
     pub fn send(&self, target: &Target, msg: &Message) -> Result<(), SendError> {
-        let bytes = msg.to_bytes();
+        self.send_bytes(target, msg.to_bytes())
+    }
+
+    /// [`send`](Self::send) for a message that is already encoded (a transaction
+    /// layer's output): `bytes` must be one complete SIP message, with Content-Length
+    /// on streams (RFC 3261 §18.3). Not checked.
+    pub fn send_bytes(&self, target: &Target, bytes: Bytes) -> Result<(), SendError> {
         if target.kind == TransportKind::Udp {
             return self.send_udp(target.addr, &bytes);
         }
@@ -493,14 +606,14 @@ impl SipTransport {
         }
         let lim = &self.shared.cfg.limits;
         let mut reg = self.shared.reg();
-        if let Some(until) = reg.unreachable.get(target).copied() {
+        if let Some(down) = reg.unreachable.get(target).copied() {
             let now = Instant::now();
-            if until > now {
+            if down.until > now {
                 return Err(SendError::Unreachable {
-                    retry_after: until - now,
+                    retry_after: down.until - now,
                 });
             }
-            reg.unreachable.remove(target);
+            // Expired: a new attempt; the count of failures stays until one succeeds.
         }
         let ids = reg.by_target.get(target).cloned().unwrap_or_default();
         let mut best: Option<(ConnectionId, usize)> = None;
@@ -589,17 +702,27 @@ impl SipTransport {
     /// Sends `msg` (normally a response) back the way a message came: on its stream
     /// connection, or to its UDP source address.
     pub fn reply(&self, source: &Source, msg: &Message) -> Result<(), SendError> {
+        self.reply_bytes(source, msg.to_bytes())
+    }
+
+    /// [`reply`](Self::reply) for a message that is already encoded (see
+    /// [`send_bytes`](Self::send_bytes)).
+    pub fn reply_bytes(&self, source: &Source, bytes: Bytes) -> Result<(), SendError> {
         let Some(id) = source.connection else {
-            return self.send_udp(source.peer, &msg.to_bytes());
+            return self.send_udp(source.peer, &bytes);
         };
-        self.send_on(id, msg)
+        self.send_on_bytes(id, bytes)
     }
 
     /// Queues `msg` on one connection.
     pub fn send_on(&self, id: ConnectionId, msg: &Message) -> Result<(), SendError> {
+        self.send_on_bytes(id, msg.to_bytes())
+    }
+
+    fn send_on_bytes(&self, id: ConnectionId, bytes: Bytes) -> Result<(), SendError> {
         let reg = self.shared.reg();
         let e = reg.conns.get(&id).ok_or(SendError::ConnectionClosed(id))?;
-        match e.tx.try_send(msg.to_bytes()) {
+        match e.tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(id)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::ConnectionClosed(id)),
@@ -632,6 +755,45 @@ impl SipTransport {
             .by_target
             .get(target)
             .map_or(0, |v| v.len())
+    }
+
+    /// The receiver of [`SendFailure`]s: messages [`send`](Self::send) accepted that
+    /// never reached the wire, reported as soon as the connection attempt fails (or
+    /// the connection closes with them queued). Depth `limits.inbound_queue`; reports
+    /// that find it full are dropped (logged). Reports start with the first call; a
+    /// second call replaces the receiver (the first one then ends). [`SipUa`] takes it
+    /// when it is spawned and fails the transactions on that target at once.
+    ///
+    /// [`SipUa`]: super::SipUa
+    pub fn take_failures(&self) -> mpsc::Receiver<SendFailure> {
+        let (tx, rx) = mpsc::channel(self.shared.cfg.limits.inbound_queue.max(1));
+        *self
+            .shared
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// The receiver of connection ends: the [`ConnectionId`] of every stream
+    /// connection (inbound or outbound) once it is gone for good, after the last
+    /// message received on it was queued on the inbound channel, so a reader that
+    /// prefers the inbound channel sees that message first. An outbound connection
+    /// that reconnects keeps its id and is reported when it gives up. Depth
+    /// `limits.inbound_queue`; reports that find it full are dropped (logged).
+    /// Reports start with the first call; a second call replaces the receiver.
+    /// [`SipUa`] takes it when it is spawned and ends the IM sessions that ran on
+    /// the connection.
+    ///
+    /// [`SipUa`]: super::SipUa
+    pub fn take_closed(&self) -> mpsc::Receiver<ConnectionId> {
+        let (tx, rx) = mpsc::channel(self.shared.cfg.limits.inbound_queue.max(1));
+        *self
+            .shared
+            .closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
     }
 
     /// Stops every listener and connection (queued messages are dropped).
@@ -728,47 +890,90 @@ enum Connected {
     ),
 }
 
-async fn connect(shared: &Shared, target: &Target) -> Result<Connected, String> {
+async fn connect(shared: &Shared, target: &Target) -> Result<Connected, (FailureKind, String)> {
     let t = &shared.cfg.timers;
+    let tls_err = |m: String| (FailureKind::Tls, m);
     let tcp = match tokio::time::timeout(t.connect_timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
-        Err(_) => return Err("connect timed out".into()),
+        Ok(Err(e)) => {
+            let kind = if e.kind() == io::ErrorKind::ConnectionRefused {
+                FailureKind::Refused
+            } else {
+                FailureKind::ConnectFailed
+            };
+            return Err((kind, format!("connect: {e}")));
+        }
+        Err(_) => return Err((FailureKind::Timeout, "connect timed out".into())),
     };
     let _ = tcp.set_nodelay(true);
     if target.kind != TransportKind::Tls {
         return Ok(Connected::Tcp(tcp));
     }
-    let connector = shared.connector.clone().ok_or("TLS is not configured")?;
-    let name = target.server_name.clone().ok_or("no server name")?;
-    let sn = ServerName::try_from(name.clone()).map_err(|e| e.to_string())?;
+    let connector = shared
+        .connector
+        .clone()
+        .ok_or_else(|| tls_err("TLS is not configured".into()))?;
+    let name = target
+        .server_name
+        .clone()
+        .ok_or_else(|| tls_err("no server name".into()))?;
+    let sn = ServerName::try_from(name.clone()).map_err(|e| tls_err(e.to_string()))?;
     let tls = match tokio::time::timeout(t.handshake_timeout, connector.connect(sn, tcp)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
-        Err(_) => return Err("TLS handshake timed out".into()),
+        Ok(Err(e)) => return Err(tls_err(format!("TLS handshake: {e}"))),
+        Err(_) => return Err((FailureKind::Timeout, "TLS handshake timed out".into())),
     };
     let ident = PeerIdentity::from_certs(tls.get_ref().1.peer_certificates())
-        .ok_or("server sent no certificate")?;
+        .ok_or_else(|| tls_err("server sent no certificate".into()))?;
     // webpki has verified the name (wildcards allowed); RFC 5922 wants an exact match.
     if !ident.matches(&name) {
-        return Err(format!(
+        return Err(tls_err(format!(
             "certificate names {:?}, not exactly {name}",
             ident.names()
-        ));
+        )));
     }
     Ok(Connected::Tls(Box::new(tls), Arc::new(ident)))
 }
 
+/// Closes `rx` and empties it; returns how many messages it held.
+fn drop_queued(rx: &mut mpsc::Receiver<Bytes>) -> usize {
+    rx.close();
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// One outbound connection: connects, runs the stream loop, and on failure reports
+/// the messages still queued ([`SendFailure`]) instead of keeping them:
+///
+/// - a connect (TCP, TLS handshake, RFC 5922 name check) that fails: the target is
+///   marked unreachable for `backoff.delay(n)` (`n` failures in a row, across
+///   connections; a successful connect resets it), the queued messages are dropped and
+///   reported at once;
+/// - an established connection that breaks with messages queued is reconnected at
+///   once (those messages were never written), up to `backoff.attempts` times in a row
+///   (after the first, with the backoff delay; a connection on which something was
+///   received starts the count again); then as a failed connect
+///   ([`FailureKind::ConnectionLost`]);
+/// - a connection closed on purpose (idle, protocol error) with messages that slipped
+///   into its queue meanwhile reports them ([`FailureKind::Closed`]).
 async fn outbound(shared: Arc<Shared>, slot: Slot, target: Target, mut rx: mpsc::Receiver<Bytes>) {
-    let mut failures: u32 = 0;
+    let mut reconnects: u32 = 0;
     let mut stop = shared.shutdown_signal();
     let backoff = shared.cfg.backoff;
     loop {
         if *stop.borrow_and_update() {
             return;
         }
-        let why = match connect(&shared, &target).await {
+        let attempt = tokio::select! {
+            r = connect(&shared, &target) => r,
+            _ = stop.changed() => return,
+        };
+        let (kind, why) = match attempt {
             Ok(c) => {
+                shared.mark_reachable(&target);
                 let local = match &c {
                     Connected::Tcp(s) => s.local_addr(),
                     Connected::Tls(s, _) => s.get_ref().0.local_addr(),
@@ -789,34 +994,56 @@ async fn outbound(shared: Arc<Shared>, slot: Slot, target: Target, mut rx: mpsc:
                 };
                 tracing::debug!(%target, conn = %slot.id, reason = ?end.close, "SIP connection closed");
                 if !end.close.is_broken() || rx.is_empty() {
-                    // New sends now see a closed queue and open a new connection;
-                    // anything that slipped in meanwhile is lost (the transaction layer
-                    // retransmits or times out).
-                    rx.close();
-                    if !rx.is_empty() {
-                        tracing::info!(%target, dropped = rx.len(), "messages dropped at close");
+                    // New sends now see a closed queue and open a new connection.
+                    let dropped = drop_queued(&mut rx);
+                    if dropped > 0 && end.close != Close::Shutdown {
+                        tracing::info!(%target, dropped, "messages dropped at close");
+                        shared.report(SendFailure {
+                            target: target.clone(),
+                            connection: slot.id,
+                            kind: FailureKind::Closed,
+                            dropped,
+                            retry_after: Duration::ZERO,
+                        });
                     }
                     return;
                 }
                 if end.received_any {
-                    failures = 0;
+                    reconnects = 0;
                 }
-                format!("connection lost: {:?}", end.close)
+                reconnects += 1;
+                if reconnects <= backoff.attempts {
+                    tracing::info!(%target, conn = %slot.id, queued = rx.len(), attempt = reconnects,
+                        "SIP connection lost with messages queued; reconnecting");
+                    if reconnects > 1 {
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.delay(reconnects - 1)) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                    continue;
+                }
+                (
+                    FailureKind::ConnectionLost,
+                    format!("connection lost: {:?}", end.close),
+                )
             }
             Err(e) => e,
         };
-        failures += 1;
-        let delay = backoff.delay(failures);
-        if failures >= backoff.attempts {
-            tracing::warn!(%target, error = %why, dropped = rx.len(), retry_after = ?delay,
-                "SIP target unreachable; queued messages dropped");
-            shared.mark_unreachable(&target, delay);
-            return;
+        // Mark first: a send from now on fails at once instead of queueing here.
+        let retry_after = shared.mark_unreachable(&target);
+        let dropped = drop_queued(&mut rx);
+        tracing::warn!(%target, conn = %slot.id, error = %why, dropped, ?retry_after,
+            "SIP target unreachable; queued messages reported failed");
+        if dropped > 0 {
+            shared.report(SendFailure {
+                target: target.clone(),
+                connection: slot.id,
+                kind,
+                dropped,
+                retry_after,
+            });
         }
-        tracing::info!(%target, error = %why, attempt = failures, ?delay, "SIP connect failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
-        }
+        return;
     }
 }

@@ -25,7 +25,7 @@
 //!  SipUa (handle, Clone) ──try_send──▶ [commands, bounded] ──▶ driver task ──▶ [events, bounded] ──▶ Receiver<SipUaEvent>
 //!     ▲ oneshot reply per command ◀─────────────────────────── owns UserAgent,
 //!                                                               flow table, timer
-//!                                         transmits ──▶ SipTransport::reply / send (never wait)
+//!                                         transmits ──▶ SipTransport::reply_bytes / send_bytes (never wait)
 //! ```
 //!
 //! # The run loop
@@ -36,8 +36,22 @@
 //! of the transport: TCP backpressure), and one `sleep_until(poll_timeout())`. After
 //! each input the driver drains `poll_event` (translated into the waiting queue) and
 //! only then `poll_transmit`, so an application sees a MESSAGE before the peer sees
-//! its 200. A transmit that cannot be sent (closed connection, full queue, unreachable
-//! target) is fed back as `handle_transport_error(flow)`.
+//! its 200. A transmit that cannot be sent (full queue, unreachable target) is fed
+//! back as `handle_transport_error(flow)`; one whose inbound connection is gone, as
+//! `handle_flow_closed(flow)` (see "Connections that end").
+//!
+//! A fifth branch reads the transport's [`SendFailure`]s
+//! ([`SipTransport::take_failures`], taken at spawn): a transmit the transport accepted
+//! but could not deliver (the connection to its target could not be opened, or closed
+//! with it queued) is fed back the same way, as `handle_transport_error` on the flow of
+//! that [`Target`], as soon as the connect fails. The client transactions on that flow
+//! then fail with a 503 (RFC 3261 §8.1.3.1, §17.1.4): an initial SUBSCRIBE ends with
+//! [`SubEnd::Status`]`(503)`, an INVITE closes its session with
+//! [`CloseReason::Rejected`]`(503)`, a MESSAGE reports [`SipUaEvent::MessageFailed`]
+//! with 503, within the connect time instead of Timer B/F (32 s). The application
+//! picks the next target (RFC 3263 §4.3; the SIP gateway does, see
+//! `crate::sipfed`). All client transactions on the flow fail, also one that went out
+//! on another connection to the same target (a flow is a target, not a connection).
 //!
 //! Time: the UA gets `tokio::time::Instant::now().into_std()`, so tokio's paused clock
 //! drives every SIP timer in tests.
@@ -48,42 +62,54 @@
 //! # Flows
 //!
 //! A [`Flow`] id stands for one path: an inbound stream connection (replies go back on
-//! it with [`SipTransport::reply`]), a UDP peer address, or a [`Target`] we send our
-//! own requests to (with [`SipTransport::send`], which opens or reuses an outbound
-//! connection). The table is bounded (`max_flows`): the least recently used path is
-//! forgotten first, and a transmit for a forgotten or closed path is reported to the
-//! UA as a transport error.
+//! it with [`SipTransport::reply_bytes`]), a UDP peer address, or a [`Target`] we send
+//! our own requests to (with [`SipTransport::send_bytes`], which opens or reuses an
+//! outbound connection). The table is bounded (`max_flows`): the least recently used path is
+//! forgotten first, and a transmit for a forgotten path is reported to the UA as a
+//! transport error. The path of a connection that ended is forgotten once the UA
+//! has been told (`handle_flow_closed`).
 //!
-//! # Work-arounds for the core
+//! # Transmits
 //!
-//! Every transmit is re-parsed (the transport takes a [`Message`], the core hands out
-//! bytes). That lets the driver patch two gaps of `fedgate-sip-txn`:
-//!
-//! - **Content-Length on streams**: the core leaves it out of in-dialog ACK and BYE;
-//!   RFC 3261 §18.3 requires it on TCP/TLS and fedgate's own framer closes the
-//!   connection without it. The driver adds it on reliable flows.
-//! - **Full-state NOTIFY on refresh**: the core answers a subscription refresh with an
-//!   `active` NOTIFY without a body; the Lync watcher (`tests/sipp/lync_watcher_uac.xml`)
-//!   fails the call on an `active` NOTIFY without a PIDF document. With
-//!   [`SipUaConfig::full_state_on_refresh`] (on by default) the driver puts the last
-//!   document the application notified into such a NOTIFY.
+//! The core hands out encoded messages and the driver passes them to the transport
+//! as they are ([`SipTransport::send_bytes`] / [`SipTransport::reply_bytes`]): no
+//! re-parse. Everything the wire needs is the core's job: exactly one correct
+//! Content-Length in every message (RFC 3261 §18.3, mandatory on TCP/TLS),
+//! Max-Forwards in every request, and full state in every NOTIFY (one without a new
+//! document, such as the answer to a subscription refresh, carries the last document
+//! the application notified, with its Content-Type; the Lync watcher of
+//! `tests/sipp/lync_watcher_uac.xml` fails the call without it).
 //!
 //! # Delivery of our MESSAGEs
 //!
-//! The core reports a MESSAGE that failed but not one that was answered 2xx. The
-//! driver reads the 2xx responses to MESSAGEs of open sessions off the inbound
-//! stream (matched by Call-ID, counted once per CSeq) and reports
-//! [`SipUaEvent::MessageDelivered`] after the UA has handled the response. The core
-//! sends in-dialog requests without waiting for the previous answer; an application
-//! that must not pipeline waits for this event before the next request.
+//! The core reports each MESSAGE we sent in a session once: answered 2xx
+//! ([`SipUaEvent::MessageDelivered`], with its CSeq) or failed
+//! ([`SipUaEvent::MessageFailed`]). The core sends in-dialog requests without
+//! waiting for the previous answer; an application that must not pipeline waits
+//! for one of the two before the next request.
+//!
+//! # Connections that end
+//!
+//! A sixth branch reads the transport's connection ends
+//! ([`SipTransport::take_closed`], taken at spawn; after the inbound branch, so the
+//! last messages of a connection are handled before its end). When the connection
+//! of a flow ends (an inbound connection, or an outbound one a peer sent requests
+//! on), the driver calls `handle_flow_closed` and forgets the flow; a reply that
+//! finds the connection already closed ([`SendError::ConnectionClosed`]) does the
+//! same. The IM sessions on that flow end at once with
+//! [`SipUaEvent::SessionClosed`] and [`CloseReason::FlowClosed`] (no BYE: there is
+//! no path to the peer; its pending MESSAGEs fail with 503 first), instead of
+//! lingering until the idle timer. Subscriptions outlive the connection: the core
+//! moves one to the connection the peer's next in-dialog request (a refresh) comes
+//! on. A connection to a [`Target`] we send our own requests to is not a flow of its
+//! own (the transport reconnects), so its end changes nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fedgate_sip::{Address, Header, HeaderKind, Message, Method};
-use fedgate_sip_txn::ua::sub_state_of;
+use fedgate_sip::{Address, HeaderKind, Message, Method};
 use fedgate_sip_txn::{
     CloseReason, Flow, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId, Transmit,
     UaConfig, UaEvent, UserAgent,
@@ -92,7 +118,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::transport::{
-    ConnectionId, Inbound, PeerIdentity, SendError, SipTransport, Source, Target, TransportKind,
+    ConnectionId, Inbound, PeerIdentity, SendError, SendFailure, SipTransport, Source, Target,
+    TransportKind,
 };
 
 /// Configuration of a [`SipUa`].
@@ -102,7 +129,6 @@ use super::transport::{
 /// | `commands` | 64 queued commands |
 /// | `events` | 256 queued events |
 /// | `max_flows` | 1024 remembered paths |
-/// | `full_state_on_refresh` | true |
 #[derive(Debug, Clone)]
 pub struct SipUaConfig {
     /// The user agent's configuration.
@@ -113,9 +139,6 @@ pub struct SipUaConfig {
     pub events: usize,
     /// Paths (connections, UDP peers, targets) the flow table remembers.
     pub max_flows: usize,
-    /// Put the last notified document into the body-less NOTIFY the core sends on a
-    /// refresh (see the module docs).
-    pub full_state_on_refresh: bool,
 }
 
 impl SipUaConfig {
@@ -126,7 +149,6 @@ impl SipUaConfig {
             commands: 64,
             events: 256,
             max_flows: 1024,
-            full_state_on_refresh: true,
         }
     }
 }
@@ -190,6 +212,10 @@ pub enum SipUaEvent {
         expires: u32,
         /// The verified TLS identity of the connection the SUBSCRIBE came on.
         tls_peer: Option<Arc<PeerIdentity>>,
+        /// The media types of the SUBSCRIBE's Accept headers, in order, lowercased,
+        /// without parameters (empty: no Accept, which means `application/pidf+xml` for
+        /// the presence package, RFC 3856 §6.7).
+        accept: Vec<String>,
     },
     /// Notifier: the watcher refreshed.
     SubscriptionRefreshed {
@@ -256,9 +282,8 @@ pub enum SipUaEvent {
         /// `state` is `active`.
         active: bool,
     },
-    /// The peer answered one of our MESSAGEs in a session with a 2xx (one event per
-    /// MESSAGE, in CSeq order; the driver reads it off the response, see the module
-    /// docs).
+    /// The peer answered one of our MESSAGEs in a session with a 2xx (once per
+    /// MESSAGE, reported by the core; see the module docs).
     MessageDelivered {
         /// The session.
         session: SessionId,
@@ -366,7 +391,11 @@ impl SipUa {
     ) -> (SipUa, mpsc::Receiver<SipUaEvent>, JoinHandle<()>) {
         let (tx, cmds) = mpsc::channel(cfg.commands.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(cfg.events.max(1));
+        let failures = Some(transport.take_failures());
+        let closed = Some(transport.take_closed());
         let driver = Driver {
+            failures,
+            closed,
             ua: UserAgent::new(cfg.ua.clone()),
             transport,
             inbound,
@@ -377,11 +406,6 @@ impl SipUa {
             flows: Flows::new(cfg.max_flows.max(1)),
             current_peer: None,
             active_subs: HashSet::new(),
-            docs: HashMap::new(),
-            notifier_keys: HashMap::new(),
-            full_state: cfg.full_state_on_refresh,
-            session_calls: HashMap::new(),
-            sip_limits: cfg.ua.endpoint.sip_limits,
             tag_seed: cfg.ua.endpoint.seed,
             tag_n: 0,
         };
@@ -624,6 +648,22 @@ impl Flows {
         self.flow_for(PathKey::Target(t.clone()), Path::To(t.clone()), t.kind)
     }
 
+    /// The flow of an inbound path on stream connection `c`, if the table has one
+    /// (never adds one).
+    fn connection(&self, c: ConnectionId) -> Option<Flow> {
+        let id = *self.by_key.get(&PathKey::Conn(c))?;
+        match self.path(id)? {
+            Path::Back(s) => Some(Flow::new(id, txn_kind(s.transport))),
+            Path::To(_) => None,
+        }
+    }
+
+    /// The flow of our requests to `t`, if the table has one (never adds one).
+    fn known_target(&self, t: &Target) -> Option<Flow> {
+        let id = *self.by_key.get(&PathKey::Target(t.clone()))?;
+        Some(Flow::new(id, txn_kind(t.kind)))
+    }
+
     fn path(&self, id: u64) -> Option<&Path> {
         self.paths.get(&id).map(|e| &e.1)
     }
@@ -642,6 +682,12 @@ struct Driver {
     ua: UserAgent,
     transport: SipTransport,
     inbound: mpsc::Receiver<Inbound>,
+    /// The transport's reports of accepted messages it could not deliver (`None` once
+    /// the transport dropped its sender).
+    failures: Option<mpsc::Receiver<SendFailure>>,
+    /// The transport's reports of ended connections (`None` once the transport
+    /// dropped its sender).
+    closed: Option<mpsc::Receiver<ConnectionId>>,
     cmds: mpsc::Receiver<Command>,
     events: mpsc::Sender<SipUaEvent>,
     /// Translated events waiting for room in `events` (at most `max_waiting` plus what
@@ -653,15 +699,6 @@ struct Driver {
     current_peer: Option<Arc<PeerIdentity>>,
     /// Subscriber side: subscriptions that have seen an active NOTIFY.
     active_subs: HashSet<SubscriptionId>,
-    /// Notifier side: the last document notified per subscription.
-    docs: HashMap<SubscriptionId, (Bytes, Bytes)>,
-    /// Notifier side: (Call-ID, watcher's tag) → subscription, to find the document
-    /// of a refresh NOTIFY on the wire.
-    notifier_keys: HashMap<(Bytes, Bytes), SubscriptionId>,
-    full_state: bool,
-    /// Open sessions by Call-ID, with the highest MESSAGE CSeq reported delivered.
-    session_calls: HashMap<Bytes, (SessionId, u32)>,
-    sip_limits: fedgate_sip::Limits,
     tag_seed: u64,
     tag_n: u64,
 }
@@ -671,6 +708,8 @@ enum Step<'a> {
     Timeout,
     Command(Option<Command>),
     Inbound(Option<Inbound>),
+    Failure(Option<SendFailure>),
+    Closed(Option<ConnectionId>),
 }
 
 fn now() -> std::time::Instant {
@@ -690,6 +729,8 @@ impl Driver {
                 () = sleep_until_opt(deadline) => Step::Timeout,
                 cmd = self.cmds.recv(), if room => Step::Command(cmd),
                 inb = self.inbound.recv(), if room => Step::Inbound(inb),
+                f = recv_opt(&mut self.failures), if room => Step::Failure(f),
+                c = recv_opt(&mut self.closed), if room => Step::Closed(c),
             };
             match step {
                 Step::Room(Some(p)) => {
@@ -710,14 +751,30 @@ impl Driver {
                 Step::Inbound(Some(i)) => {
                     let flow = self.flows.source(&i.source);
                     self.current_peer = i.tls_peer;
-                    let delivered = self.message_delivered(&i.message);
                     self.ua.handle_message(now(), flow, i.message);
                     self.drain();
                     self.current_peer = None;
-                    if let Some(ev) = delivered {
-                        self.push(ev);
+                }
+                Step::Failure(Some(f)) => match self.flows.known_target(&f.target) {
+                    Some(flow) => {
+                        tracing::debug!(target = %f.target, kind = ?f.kind, dropped = f.dropped,
+                                flow = flow.id, "SIP target failed; transactions on it fail (503)");
+                        self.ua.handle_transport_error(now(), flow);
+                        self.drain();
+                    }
+                    None => {
+                        tracing::debug!(target = %f.target, "SIP send failure for a forgotten flow")
+                    }
+                },
+                Step::Failure(None) => self.failures = None,
+                Step::Closed(Some(c)) => {
+                    if let Some(flow) = self.flows.connection(c) {
+                        tracing::debug!(conn = %c, flow = flow.id, "SIP connection of a flow ended");
+                        self.flow_closed(flow);
+                        self.drain();
                     }
                 }
+                Step::Closed(None) => self.closed = None,
                 Step::Command(None) | Step::Inbound(None) => break,
             }
         }
@@ -751,12 +808,10 @@ impl Driver {
                 body,
                 reply,
             } => {
-                self.remember_doc(sub, body.as_ref());
                 let b = body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone()));
                 let _ = reply.send(self.ua.accept_subscription(n, sub, state, b));
             }
             Command::RejectSubscription { sub, code, reply } => {
-                self.forget_sub(sub);
                 let _ = reply.send(self.ua.reject_subscription(n, sub, code));
             }
             Command::Notify {
@@ -765,7 +820,6 @@ impl Driver {
                 body,
                 reply,
             } => {
-                self.remember_doc(sub, body.as_ref());
                 let b = body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone()));
                 let _ = reply.send(self.ua.notify(n, sub, state, b));
             }
@@ -805,19 +859,11 @@ impl Driver {
         }
     }
 
-    fn remember_doc(&mut self, sub: SubscriptionId, body: Option<&(String, Bytes)>) {
-        if let Some((ct, b)) = body
-            && self.notifier_keys.values().any(|s| *s == sub)
-        {
-            self.docs
-                .insert(sub, (Bytes::copy_from_slice(ct.as_bytes()), b.clone()));
-        }
-    }
-
-    fn forget_sub(&mut self, sub: SubscriptionId) {
-        self.active_subs.remove(&sub);
-        self.docs.remove(&sub);
-        self.notifier_keys.retain(|_, s| *s != sub);
+    /// The connection of `flow` is gone: the core ends the sessions on it
+    /// ([`CloseReason::FlowClosed`]); the flow is forgotten (its id is never reused).
+    fn flow_closed(&mut self, flow: Flow) {
+        self.ua.handle_flow_closed(now(), flow);
+        self.flows.forget(flow.id);
     }
 
     /// Steps 2 and 3 of the run-loop contract, repeated while a transmit fails (a
@@ -828,21 +874,24 @@ impl Driver {
             while let Some(ev) = self.ua.poll_event() {
                 self.translate(ev);
             }
-            let mut failed = Vec::new();
+            let mut failed: Vec<(Flow, Failed)> = Vec::new();
             while let Some(t) = self.ua.poll_transmit() {
-                if let Some(flow) = self.transmit(t)
+                if let Some((flow, why)) = self.transmit(t)
                     && !reported.contains(&flow)
-                    && !failed.contains(&flow)
+                    && !failed.iter().any(|(f, _)| *f == flow)
                 {
-                    failed.push(flow);
+                    failed.push((flow, why));
                 }
             }
             if failed.is_empty() {
                 return;
             }
-            for flow in failed {
+            for (flow, why) in failed {
                 reported.insert(flow);
-                self.ua.handle_transport_error(now(), flow);
+                match why {
+                    Failed::Closed => self.flow_closed(flow),
+                    Failed::Error => self.ua.handle_transport_error(now(), flow),
+                }
             }
         }
     }
@@ -861,11 +910,8 @@ impl Driver {
                 expires,
                 request,
             } => {
-                if let (Ok(cid), Some(tag)) = (request.call_id(), from.tag()) {
-                    self.notifier_keys
-                        .insert((cid.0, tag.clone()), subscription);
-                }
                 let tls_peer = self.current_peer.clone();
+                let accept = accept_types(&request);
                 self.push(SipUaEvent::SubscriptionRequested {
                     subscription,
                     from,
@@ -873,6 +919,7 @@ impl Driver {
                     event,
                     expires,
                     tls_peer,
+                    accept,
                 });
             }
             UaEvent::SubscriptionRefreshed {
@@ -902,7 +949,7 @@ impl Driver {
                 subscription,
                 reason,
             } => {
-                self.forget_sub(subscription);
+                self.active_subs.remove(&subscription);
                 self.push(SipUaEvent::SubscriptionTerminated {
                     subscription,
                     reason,
@@ -923,13 +970,7 @@ impl Driver {
                     tls_peer,
                 });
             }
-            UaEvent::SessionOpened { session } => {
-                if let Some(d) = self.ua.session_dialog(session) {
-                    self.session_calls
-                        .insert(d.id().call_id.clone(), (session, 0));
-                }
-                self.push(SipUaEvent::SessionOpened { session })
-            }
+            UaEvent::SessionOpened { session } => self.push(SipUaEvent::SessionOpened { session }),
             UaEvent::MessageReceived {
                 session,
                 content_type,
@@ -942,11 +983,13 @@ impl Driver {
             UaEvent::Typing { session, active } => {
                 self.push(SipUaEvent::Typing { session, active })
             }
+            UaEvent::MessageDelivered { session, cseq } => {
+                self.push(SipUaEvent::MessageDelivered { session, cseq })
+            }
             UaEvent::MessageFailed { session, status } => {
                 self.push(SipUaEvent::MessageFailed { session, status })
             }
             UaEvent::SessionClosed { session, reason } => {
-                self.session_calls.retain(|_, (s, _)| *s != session);
                 self.push(SipUaEvent::SessionClosed { session, reason })
             }
             UaEvent::Request { txn, request, .. } => {
@@ -966,103 +1009,71 @@ impl Driver {
         }
     }
 
-    /// A 2xx to a MESSAGE of an open session, not reported before (the core reports
-    /// only failures).
-    fn message_delivered(&mut self, m: &Message) -> Option<SipUaEvent> {
-        let status = m.status()?.as_u16();
-        if !(200..300).contains(&status) {
-            return None;
-        }
-        let cseq = m.cseq().ok()?;
-        if cseq.method != Method::Message {
-            return None;
-        }
-        let cid = m.call_id().ok()?;
-        let (session, last) = self.session_calls.get_mut(&cid.0)?;
-        if cseq.seq <= *last {
-            return None;
-        }
-        *last = cseq.seq;
-        Some(SipUaEvent::MessageDelivered {
-            session: *session,
-            cseq: cseq.seq,
-        })
-    }
-
     fn new_tag(&mut self) -> Bytes {
         self.tag_n += 1;
         Bytes::from(format!("d{:x}{:x}", self.tag_seed, self.tag_n))
     }
 
-    /// Sends one transmit; returns its flow if it could not be sent.
-    fn transmit(&mut self, t: Transmit) -> Option<Flow> {
-        let Some(path) = self.flows.path(t.flow.id).cloned() else {
+    /// Sends one transmit as it is (the core's bytes are complete); returns its flow
+    /// and why if it could not be sent.
+    fn transmit(&mut self, t: Transmit) -> Option<(Flow, Failed)> {
+        let Some(path) = self.flows.path(t.flow.id) else {
             tracing::debug!(flow = t.flow.id, "transmit for a forgotten flow");
-            return Some(t.flow);
+            return Some((t.flow, Failed::Error));
         };
-        // The transport takes a `Message`; the core hands out bytes. Re-parse (our own
-        // output: it parses).
-        let mut msg = match fedgate_sip::parse_datagram(t.payload, &self.sip_limits) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "the UA produced a message that does not parse");
-                return None;
-            }
-        };
-        // RFC 3261 §18.3: Content-Length is mandatory on streams. The core leaves it
-        // out of in-dialog ACK and BYE (fedgate's own framer then closes the
-        // connection); add it.
-        if t.flow.is_reliable() && msg.headers.get(HeaderKind::ContentLength).is_none() {
-            let body = msg.body.clone();
-            msg.set_body(body);
-        }
-        if self.full_state {
-            self.fill_refresh_notify(&mut msg);
-        }
-        let r = match &path {
-            Path::Back(source) => self.transport.reply(source, &msg),
-            Path::To(target) => self.transport.send(target, &msg),
+        let r = match path {
+            Path::Back(source) => self.transport.reply_bytes(source, t.payload),
+            Path::To(target) => self.transport.send_bytes(target, t.payload),
         };
         match r {
             Ok(()) => None,
             Err(e) => {
                 tracing::debug!(error = %e, flow = t.flow.id, "SIP send failed");
-                if matches!(e, SendError::ConnectionClosed(_)) {
-                    self.flows.forget(t.flow.id);
-                }
-                Some(t.flow)
+                // The connection of an inbound path is gone for good; a target's
+                // connections come and go (the next send opens a new one).
+                let gone = matches!(e, SendError::ConnectionClosed(_))
+                    && matches!(path, Path::Back(s) if s.connection.is_some());
+                Some((t.flow, if gone { Failed::Closed } else { Failed::Error }))
             }
         }
     }
+}
 
-    /// A body-less active/pending NOTIFY of a notifier subscription gets the last
-    /// document the application notified.
-    fn fill_refresh_notify(&self, msg: &mut Message) {
-        if msg.method() != Some(&Method::Notify) || !msg.body.is_empty() {
-            return;
-        }
-        if !matches!(
-            sub_state_of(msg),
-            Some(SubState::Active | SubState::Pending)
-        ) {
-            return;
-        }
-        let (Ok(cid), Ok(to)) = (msg.call_id(), msg.to()) else {
-            return;
-        };
-        let Some(tag) = to.tag() else { return };
-        let Some(sub) = self.notifier_keys.get(&(cid.0, tag.clone())) else {
-            return;
-        };
-        let Some((ct, body)) = self.docs.get(sub) else {
-            return;
-        };
-        msg.headers.remove(HeaderKind::ContentType);
-        match Header::new("Content-Type", ct.clone()) {
-            Ok(h) => msg.headers.push(h),
-            Err(_) => return,
-        }
-        msg.set_body(body.clone());
+/// Why a transmit could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// The connection of the flow is gone: `handle_flow_closed`.
+    Closed,
+    /// Anything else: `handle_transport_error`.
+    Error,
+}
+
+/// The media types of a request's Accept headers (RFC 3261 §20.1), lowercased, without
+/// parameters; at most 32 (the rest is ignored).
+fn accept_types(m: &Message) -> Vec<String> {
+    m.headers
+        .get_all(HeaderKind::Accept)
+        .flat_map(|h| {
+            String::from_utf8_lossy(h.value())
+                .split(',')
+                .map(|t| {
+                    t.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .take(32)
+        .collect()
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
