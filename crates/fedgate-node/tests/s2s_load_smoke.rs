@@ -27,12 +27,16 @@ fn dirs() -> (PathBuf, PathBuf) {
 fn build_example() -> PathBuf {
     let (target, profile) = dirs();
     let mut cmd = Command::new(env!("CARGO"));
+    // Both load examples in one build: node_load_smoke shares it (a no-op for the
+    // second test, and for both under `cargo test`, which builds examples anyway).
     cmd.args([
         "build",
         "-p",
         "fedgate-node",
         "--example",
         "s2s_load",
+        "--example",
+        "node_load",
         "--target-dir",
     ])
     .arg(&target)

@@ -135,8 +135,23 @@ impl C2sIncoming {
     }
     /// The next event.
     pub fn poll_event(&mut self) -> Option<C2sEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // Events come one stanza at a time: an idle connection keeps no queue.
+            self.events = VecDeque::new();
+        }
+        ev
     }
+    /// Gives back the buffers kept between stanzas
+    /// ([`StreamReader::release_buffers`](crate::StreamReader::release_buffers)): for a
+    /// driver once it has read what arrived, so that an idle client costs little.
+    pub fn release_buffers(&mut self) {
+        self.reader.release_buffers();
+        if self.out.is_empty() {
+            self.out = String::new();
+        }
+    }
+
     /// When to call [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
@@ -169,6 +184,7 @@ impl C2sIncoming {
         if self.closed || self.jid().is_none() {
             return false;
         }
+        self.out.reserve(el.xml_size_hint());
         write_element(&mut self.out, el.root(), &Scope::CLIENT);
         true
     }

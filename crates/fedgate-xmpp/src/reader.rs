@@ -121,6 +121,9 @@ type ByteRange = (usize, usize);
 /// Longest entity or character reference we wait for (`&#x10FFFF;` is 10 bytes).
 const MAX_REF: usize = 12;
 
+/// Buffer capacity a reader keeps once everything in it is consumed (more is released).
+const KEEP_CAPACITY: usize = 32 * 1024;
+
 /// Incremental, namespace-aware reader of one XML stream (see the module docs).
 ///
 /// ```
@@ -260,6 +263,23 @@ impl StreamReader {
         dropped
     }
 
+    /// Gives back the memory kept between stanzas (the read buffer and the scratch
+    /// vectors reused for each stanza) when no stanza is in progress and nothing is
+    /// buffered; otherwise does nothing. For drivers of connections that are mostly
+    /// idle (a client's stream): the next stanza allocates again.
+    pub fn release_buffers(&mut self) {
+        if self.pos < self.buf.len() || self.carry_len > 0 || self.in_stanza() {
+            return;
+        }
+        self.offset += self.buf.len() as u64;
+        self.buf = String::new();
+        self.pos = 0;
+        self.scratch = Vec::new();
+        self.ns_cache = Vec::new();
+        self.bindings = Vec::new();
+        self.open = Vec::new();
+    }
+
     /// Bytes buffered but not yet consumed (always bounded by the stanza limit once
     /// [`poll_event`](Self::poll_event) has returned `Ok(None)`).
     pub fn buffered(&self) -> usize {
@@ -289,6 +309,11 @@ impl StreamReader {
             self.offset += self.buf.len() as u64;
             self.buf.clear();
             self.pos = 0;
+            // Everything was consumed: the room a large stanza needed is given back
+            // rather than kept for the connection's lifetime.
+            if self.buf.capacity() > KEEP_CAPACITY && data.len() <= KEEP_CAPACITY {
+                self.buf = String::new();
+            }
         } else if self.pos > 0 {
             self.offset += self.pos as u64;
             self.buf.drain(..self.pos);
@@ -1466,6 +1491,45 @@ mod tests {
         assert!(matches!(&evs[3], Event::Element(p) if p.name() == "presence"));
         assert!(matches!(&evs[4], Event::Element(i) if i.name() == "iq"));
         assert_eq!(evs[5], Event::StreamClose);
+    }
+
+    #[test]
+    fn release_buffers_between_stanzas_only() {
+        let mut r = reader();
+        let (evs, _) = run(
+            &mut r,
+            &[HEADER.as_bytes(), b"<message to='x@b.test'><body>a</bo"],
+        );
+        assert_eq!(evs.len(), 1);
+        r.release_buffers(); // a stanza in progress: kept
+        let (evs, err) = run(&mut r, &[b"dy></message><presence/>"]);
+        assert_eq!((evs.len(), err), (2, None));
+        r.release_buffers();
+        assert_eq!((r.buf.capacity(), r.open.capacity()), (0, 0));
+        let (evs, err) = run(
+            &mut r,
+            &[b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"],
+        );
+        assert_eq!((evs.len(), err), (1, None));
+        let Event::Element(iq) = &evs[0] else {
+            panic!()
+        };
+        assert_eq!(iq.attr("id"), Some("1"));
+    }
+
+    #[test]
+    fn buffer_of_a_large_stanza_is_released_once_consumed() {
+        let mut r = reader();
+        let big = format!(
+            "{HEADER}<message to='x@b.test'><body>{}</body></message>",
+            "y".repeat(100_000)
+        );
+        let (evs, err) = run(&mut r, &[big.as_bytes()]);
+        assert_eq!((evs.len(), err), (2, None));
+        assert!(r.buf.capacity() > KEEP_CAPACITY);
+        let (evs, err) = run(&mut r, &[b"<presence/>"]);
+        assert_eq!((evs.len(), err), (1, None));
+        assert!(r.buf.capacity() <= KEEP_CAPACITY, "{}", r.buf.capacity());
     }
 
     #[test]

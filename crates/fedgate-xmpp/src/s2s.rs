@@ -228,6 +228,7 @@ impl Core {
     }
 
     fn send(&mut self, el: &Element) {
+        self.out.reserve(el.xml_size_hint());
         write_element(&mut self.out, el.root(), &Scope::SERVER);
     }
 

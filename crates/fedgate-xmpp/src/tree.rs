@@ -295,9 +295,16 @@ impl Element {
         }
     }
 
+    /// About how many bytes its XML takes (its text and names plus some markup per
+    /// node and attribute): room to reserve before writing it, so that writing does
+    /// not grow the buffer step by step.
+    pub(crate) fn xml_size_hint(&self) -> usize {
+        self.buf.len() + 24 * (self.nodes.len() + self.attrs.len()) + 16
+    }
+
     /// The XML of this element with its namespace declared (`xmlns='…'`).
     pub fn to_xml(&self) -> String {
-        let mut s = String::new();
+        let mut s = String::with_capacity(self.xml_size_hint());
         crate::writer::write_element(&mut s, self.root(), &crate::writer::Scope::EMPTY);
         s
     }

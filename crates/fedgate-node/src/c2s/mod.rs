@@ -12,11 +12,20 @@
 //!        Stanza(el)    ─▶ Router::handle_from_client(..).await ─▶ replies written here;
 //!                         after initial presence: offline messages peeked, written,
 //!                         flushed to the socket, then acknowledged in the store
-//!     [session queue] ─▶ C2sIncoming::send_stanza ─▶ socket (writes bounded by a timeout)
+//!     [session queue] ─▶ C2sIncoming::send_stanza ─▶ socket (writes bounded by a timeout;
+//!                        what is queued, up to 64 stanzas, goes out in one write)
 //!     SessionCtl::kick ─▶ stream error (<conflict/>, <resource-constraint/>) and close
 //!     shutdown         ─▶ </stream:stream>, close
 //!  at the end: Router::unregister (unavailable broadcast; queued messages routed again)
 //! ```
+//! # Memory of an idle session
+//! The task holds no read buffer (reads go through the thread's shared buffer,
+//! `xmpp::io::poll_read_shared`), the machine gives its parser buffers back after each
+//! read (`C2sIncoming::release_buffers`), and the rare large futures (the router's
+//! answer to a client stanza, offline delivery, the TLS handshake, unregistering) are
+//! boxed so that the task's own future stays small (~1.8 KiB). Measured with
+//! `examples/node_load.rs` (BENCHMARKS.md).
+//!
 //! SASL runs inside the sans-IO machine against [`UserDirectory`](crate::core::UserDirectory),
 //! an in-memory view of the store's SCRAM credentials filled through the
 //! [`StoreHandle`](fedgate_store::StoreHandle) writer thread: the session task never blocks
@@ -31,8 +40,10 @@
 //! * No XEP-0198 stream management, no direct TLS (5223), no client certificates.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,13 +52,17 @@ use fedgate_store::{OfflineStore, StoreError};
 use fedgate_xmpp::c2s::{C2sConfig, C2sEvent, C2sIncoming};
 use fedgate_xmpp::writer::{STREAM_CLOSE, StreamHeaderOut, write_stream_header};
 use fedgate_xmpp::{DomainPart, Element, Limits, StreamError, StreamErrorCondition};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::core::{Registration, Router, util};
+use crate::xmpp::poll_read_shared;
+
+/// Stanzas taken from the session queue and written with one write call at most.
+const WRITE_BATCH: usize = 64;
 
 /// Settings of the c2s listener.
 #[derive(Debug, Clone)]
@@ -251,11 +266,17 @@ enum Io {
 }
 
 impl Io {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// One read into the thread's shared buffer, handed to `f` (see
+    /// [`poll_read_shared`]): an idle connection holds no read buffer.
+    fn poll_read_with(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        f: impl FnOnce(&[u8]),
+    ) -> std::task::Poll<io::Result<usize>> {
         match self {
-            Io::Plain(s) => s.read(buf).await,
-            Io::Tls(s) => s.read(buf).await,
-            Io::Gone => Ok(0),
+            Io::Plain(s) => poll_read_shared(s, cx, f),
+            Io::Tls(s) => poll_read_shared(s.as_mut(), cx, f),
+            Io::Gone => std::task::Poll::Ready(Ok(0)),
         }
     }
 
@@ -339,9 +360,9 @@ impl Session {
                     let Some(tls) = self.shared.cfg.tls.clone() else {
                         return Ok(false);
                     };
-                    self.io
-                        .start_tls(tls, self.shared.cfg.handshake_timeout)
-                        .await?;
+                    // Boxed, like the other rare and large futures below: the session
+                    // task's own future stays small while it is idle.
+                    Box::pin(self.io.start_tls(tls, self.shared.cfg.handshake_timeout)).await?;
                     self.m.handle_tls_established(Instant::now().into_std());
                 }
                 C2sEvent::Authenticated(bare) => {
@@ -360,12 +381,12 @@ impl Session {
                     let Some(id) = self.reg.as_ref().map(|r| r.id) else {
                         continue;
                     };
-                    let out = self.shared.router.handle_from_client(id, el).await;
+                    let out = Box::pin(self.shared.router.handle_from_client(id, el)).await;
                     for r in &out.replies {
                         self.m.send_stanza(r);
                     }
                     if out.deliver_offline {
-                        self.offline().await?;
+                        Box::pin(self.offline()).await?;
                     }
                 }
                 C2sEvent::Closed { sent, received } => {
@@ -452,8 +473,13 @@ async fn session(io: Io, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch:
         shared: Arc::clone(&shared),
         reg: None,
     };
-    let mut buf = vec![0u8; 16 * 1024];
     tracing::debug!(%peer, "c2s: connection");
+    // The shutdown and kick waits live across loop turns: made once, not registered
+    // and unregistered again for every stanza written.
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.changed().await;
+    });
+    let mut kicked: Option<Pin<Box<dyn Future<Output = StreamErrorCondition> + Send>>> = None;
     loop {
         match s.events().await {
             Ok(true) => {}
@@ -463,25 +489,43 @@ async fn session(io: Io, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch:
                 break;
             }
         }
-        let ctl = s.reg.as_ref().map(|r| Arc::clone(&r.ctl));
+        if kicked.is_none()
+            && let Some(r) = s.reg.as_ref()
+        {
+            let ctl = Arc::clone(&r.ctl);
+            kicked = Some(Box::pin(async move { ctl.wait().await }));
+        }
         let deadline = s.m.poll_timeout().map(Instant::from_std);
         tokio::select! {
-            r = s.io.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => s.m.handle_input(Instant::now().into_std(), &buf[..n]),
-            },
+            r = std::future::poll_fn(|cx| {
+                s.io.poll_read_with(cx, |b| {
+                    s.m.handle_input(Instant::now().into_std(), b);
+                    s.m.release_buffers();
+                })
+            }) => {
+                if matches!(r, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
             Some(el) = recv(&mut s.reg) => {
                 s.m.send_stanza(&el);
+                // What else is queued goes out in the same write.
+                if let Some(reg) = s.reg.as_mut() {
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(el) = reg.rx.try_recv() else { break };
+                        s.m.send_stanza(&el);
+                    }
+                }
             }
-            c = async { match &ctl { Some(c) => c.wait().await, None => std::future::pending().await } } => {
+            c = async { match kicked.as_mut() { Some(k) => k.as_mut().await, None => std::future::pending().await } } => {
                 tracing::info!(%peer, condition = %c, "c2s: session closed by the server");
-                s.stream_error(c).await;
+                Box::pin(s.stream_error(c)).await;
                 break;
             }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 s.m.handle_timeout(Instant::now().into_std());
             }
-            _ = stop.changed() => {
+            () = stopped.as_mut() => {
                 s.m.close();
                 let _ = s.flush().await;
                 break;
@@ -495,7 +539,7 @@ async fn session(io: Io, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch:
         while let Ok(el) = reg.rx.try_recv() {
             left.push(el);
         }
-        shared.router.unregister(reg.id, left).await;
+        Box::pin(shared.router.unregister(reg.id, left)).await;
     }
     tracing::debug!(%peer, "c2s: connection ended");
 }

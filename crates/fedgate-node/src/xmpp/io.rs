@@ -1,13 +1,66 @@
 //! Byte streams under the s2s machines: plain or TLS, TCP or (in tests) in-memory.
+//!
+//! # Read buffers
+//! A connection owns no read buffer: [`poll_read_shared`] reads into one buffer per
+//! runtime thread and hands the bytes to the caller's machine inside the same poll, so
+//! an idle connection (the common case: thousands of idle c2s and s2s streams) costs
+//! no buffer at all, and a busy one still reads up to [`READ_CHUNK`] bytes per call.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Bytes read from a socket at most per call.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// Polls one read of `r` into this thread's shared buffer and, when bytes came, hands
+/// them to `f` before returning their count (`0`: end of stream). Cancel-safe: bytes
+/// are never left in the buffer between polls.
+pub(crate) fn poll_read_shared<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    cx: &mut Context<'_>,
+    f: impl FnOnce(&[u8]),
+) -> Poll<io::Result<usize>> {
+    READ_BUF.with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            // Re-entered from `f` (never done): read into a buffer of our own.
+            let mut own = vec![0u8; READ_CHUNK];
+            return poll_into(r, cx, &mut own, f);
+        };
+        poll_into(r, cx, &mut b, f)
+    })
+}
+
+fn poll_into<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+    f: impl FnOnce(&[u8]),
+) -> Poll<io::Result<usize>> {
+    let mut rb = ReadBuf::new(buf);
+    match Pin::new(r).poll_read(cx, &mut rb) {
+        Poll::Ready(Ok(())) => {
+            let n = rb.filled().len();
+            if n > 0 {
+                f(rb.filled());
+            }
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
 
 /// A byte stream the driver can run XMPP (and STARTTLS) on.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -41,7 +94,6 @@ impl Dialer for TcpDialer {
 pub(crate) struct Conn {
     io: Option<BoxIo>,
     write_timeout: Duration,
-    pub(crate) buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -62,14 +114,22 @@ impl Conn {
         Conn {
             io: Some(io),
             write_timeout,
-            buf: vec![0u8; 16 * 1024],
         }
     }
 
-    /// Reads into the connection's buffer; `Ok(0)` at end of stream. Cancel-safe.
-    pub(crate) async fn read(&mut self) -> io::Result<usize> {
+    /// Reads once and hands the bytes to `f` ([`poll_read_shared`]); `Ok(0)` at end of
+    /// stream. Cancel-safe.
+    pub(crate) async fn read_with(&mut self, f: impl FnOnce(&[u8])) -> io::Result<usize> {
         let io = self.io.as_mut().ok_or_else(gone)?;
-        io.read(&mut self.buf).await
+        let mut f = Some(f);
+        std::future::poll_fn(|cx| {
+            poll_read_shared(io.as_mut(), cx, |b| {
+                if let Some(f) = f.take() {
+                    f(b);
+                }
+            })
+        })
+        .await
     }
 
     /// Writes everything, bounded by the write timeout.

@@ -300,10 +300,11 @@ async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
             deadline = Some(deadline.map_or(idle, |d| d.min(idle)));
         }
         tokio::select! {
-            r = conn.read() => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => m.handle_input(now(), &conn.buf[..n]),
-            },
+            r = conn.read_with(|b| m.handle_input(now(), b)) => {
+                if matches!(r, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
             Some((req, res)) = vrx.recv() => m.handle_verify_result(&req, res),
             _ = async { match deadline { Some(t) => sleep_until(t).await, None => std::future::pending().await } } => {
                 let t = now();

@@ -98,6 +98,7 @@ use std::time::Duration;
 use fedgate_xmpp::s2s::{S2sConfig, TlsPolicy};
 use fedgate_xmpp::{DomainPart, Element};
 
+pub(crate) use io::poll_read_shared;
 pub use io::{AsyncStream, BoxIo, Dialer, TcpDialer};
 pub use listener::S2sListener;
 pub use outbound::{BuildError, S2sOutbound, SendError};

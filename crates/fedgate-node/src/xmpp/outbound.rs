@@ -439,12 +439,11 @@ async fn link(
         }
         let deadline = deadline.unwrap_or(negotiation_deadline);
         tokio::select! {
-            r = conn.read() => match r {
-                Ok(0) | Err(_) => {
+            r = conn.read_with(|b| m.handle_input(now(), b)) => {
+                if matches!(r, Ok(0) | Err(_)) {
                     return if ready { LinkEnd::Closed } else { LinkEnd::Failed(Cond::RemoteServerTimeout) };
                 }
-                Ok(n) => m.handle_input(now(), &conn.buf[..n]),
-            },
+            }
             el = rx.recv(), if ready => {
                 let Some(el) = el else {
                     m.close();
@@ -550,10 +549,11 @@ async fn verify_inner(shared: &Shared, req: VerifyRequest) -> VerifyResult {
         }
         let timer = m.poll_timeout();
         tokio::select! {
-            r = conn.read() => match r {
-                Ok(0) | Err(_) => return lost,
-                Ok(n) => m.handle_input(now(), &conn.buf[..n]),
-            },
+            r = conn.read_with(|b| m.handle_input(now(), b)) => {
+                if matches!(r, Ok(0) | Err(_)) {
+                    return lost;
+                }
+            }
             _ = async { match timer { Some(t) => sleep_until(t).await, None => std::future::pending().await } } => {
                 m.handle_timeout(now());
             }
