@@ -279,12 +279,18 @@ impl Dialog {
         if matches!(cseq.method_bytes(), b"ACK" | b"CANCEL") {
             return Ok(());
         }
+        self.check_seq(cseq.seq)
+    }
+
+    /// [`check_request`](Dialog::check_request) for a request other than ACK and
+    /// CANCEL whose CSeq number is already decoded.
+    pub(crate) fn check_seq(&mut self, seq: u32) -> Result<(), u16> {
         if let Some(last) = self.remote_seq
-            && cseq.seq <= last
+            && seq <= last
         {
             return Err(500);
         }
-        self.remote_seq = Some(cseq.seq);
+        self.remote_seq = Some(seq);
         Ok(())
     }
 

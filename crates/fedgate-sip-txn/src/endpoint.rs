@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fedgate_sip::{
-    Answer, HeaderKind, Host, HostRef, Message, Method, Param, Params, Transport, Via,
+    Answer, HeaderKind, Host, HostRef, Message, Method, Param, Params, Transport, Via, ViaRef,
 };
 
 use crate::config::{EndpointConfig, Flow, TransportKind};
@@ -152,19 +152,43 @@ struct TopVia {
 }
 
 impl TopVia {
-    fn of(req: &Message) -> Option<TopVia> {
-        let src = req.headers.get(HeaderKind::Via)?.value_bytes();
-        let via = req.top_via_ref().ok()?;
+    fn of_ref(via: &ViaRef<'_>) -> TopVia {
+        let src = via.src();
         let host = match via.host() {
-            HostRef::Domain(d) => Host::Domain(util::sub(&src, d)),
+            HostRef::Domain(d) => Host::Domain(util::sub(src, d)),
             HostRef::Ipv4(a) => Host::Ipv4(a),
             HostRef::Ipv6(a) => Host::Ipv6(a),
         };
-        Some(TopVia {
-            branch: via.branch().map(|b| util::sub(&src, b)).unwrap_or_default(),
+        TopVia {
+            branch: via.branch().map(|b| util::sub(src, b)).unwrap_or_default(),
             sent_by: (host, via.port()),
             cookie: via.has_rfc3261_branch(),
-        })
+        }
+    }
+}
+
+/// What the endpoint decoded of the request of the last [`TxnEvent::Request`], for
+/// the UA on top, so that it need not decode the same headers again: zero-copy
+/// slices of the request.
+#[derive(Debug)]
+pub(crate) struct RequestFacts {
+    pub(crate) txn: TxnId,
+    /// The CSeq number.
+    pub(crate) seq: u32,
+    call_id: Bytes,
+    to_tag: Option<Bytes>,
+    from_tag: Option<Bytes>,
+}
+
+impl RequestFacts {
+    /// The borrowed dialog id the request belongs to (Call-ID, To tag, From tag),
+    /// as [`dialog::request_key`](crate::dialog) reads it.
+    pub(crate) fn dialog_key(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        Some((
+            &self.call_id,
+            self.to_tag.as_deref()?,
+            self.from_tag.as_deref()?,
+        ))
     }
 }
 
@@ -239,6 +263,9 @@ struct Entry {
     legacy: Option<LegacyKey>,
     merge: Option<MergeKey>,
     deadline: Option<Instant>,
+    /// `(deadline, index)` is in [`Endpoint::timers`]. A deadline that is not is
+    /// that of [`Endpoint::unarmed`].
+    armed: bool,
     /// Server side: the To tag of the responses we sent (RFC 2543 ACK matching).
     to_tag: Option<Bytes>,
 }
@@ -282,8 +309,15 @@ pub struct Endpoint {
     legacy: HashMap<LegacyKey, u32>,
     merge: HashMap<MergeKey, u32>,
     timers: BTreeSet<(Instant, u32)>,
+    /// The server transaction created by the last request, whose deadline is not
+    /// in `timers` yet: a TU that answers at once (on a reliable transport the
+    /// transaction then ends) costs no insertion and removal. Moved into `timers`
+    /// at the next input ([`Endpoint::arm_pending`]).
+    unarmed: Option<u32>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxnEvent>,
+    /// Of the last `TxnEvent::Request` queued ([`Endpoint::take_request_facts`]).
+    facts: Option<RequestFacts>,
     ids: IdGen,
 }
 
@@ -348,8 +382,10 @@ impl Endpoint {
             legacy: HashMap::new(),
             merge: HashMap::new(),
             timers: BTreeSet::new(),
+            unarmed: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            facts: None,
         }
     }
 
@@ -371,6 +407,12 @@ impl Endpoint {
         self.ids.tag()
     }
 
+    /// The headers decoded for the request of `txn`'s [`TxnEvent::Request`], if
+    /// it is the last one queued.
+    pub(crate) fn take_request_facts(&mut self, txn: TxnId) -> Option<RequestFacts> {
+        self.facts.take().filter(|f| f.txn == txn)
+    }
+
     // ---- outputs -----------------------------------------------------------------
 
     /// The next message to send.
@@ -383,7 +425,32 @@ impl Endpoint {
     }
     /// The earliest deadline; call [`handle_timeout`](Endpoint::handle_timeout) then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        let armed = self.timers.first().map(|(t, _)| *t);
+        let pending = self
+            .unarmed
+            .and_then(|i| self.entry(i))
+            .and_then(|e| e.deadline);
+        match (armed, pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Puts the deadline of [`Endpoint::unarmed`] into the timer set.
+    fn arm_pending(&mut self) {
+        let Some(idx) = self.unarmed.take() else {
+            return;
+        };
+        if let Some(e) = self
+            .slots
+            .get_mut(idx as usize)
+            .and_then(|s| s.entry.as_mut())
+            && !e.armed
+            && let Some(d) = e.deadline
+        {
+            self.timers.insert((d, idx));
+            e.armed = true;
+        }
     }
 
     // ---- inputs ------------------------------------------------------------------
@@ -431,6 +498,7 @@ impl Endpoint {
 
     /// Time passed: fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.arm_pending();
         while let Some(&(at, idx)) = self.timers.first() {
             if at > now {
                 break;
@@ -438,6 +506,7 @@ impl Endpoint {
             self.timers.remove(&(at, idx));
             if let Some(e) = self.entry_mut(idx) {
                 e.deadline = None;
+                e.armed = false;
             }
             self.fire(now, idx);
         }
@@ -545,6 +614,7 @@ impl Endpoint {
             legacy: None,
             merge: None,
             deadline: None,
+            armed: false,
             to_tag: None,
         });
         self.index.insert(key, idx);
@@ -709,17 +779,26 @@ impl Endpoint {
     }
 
     fn handle_request(&mut self, now: Instant, flow: Flow, req: Message) {
+        self.arm_pending();
         let is_ack = req.method() == Some(&Method::Ack);
-        if let Err(rej) = fedgate_sip::validate(&req) {
-            if let (Answer::Status(code), false) = (rej.answer, is_ack) {
-                tracing::debug!(code, reason = rej.reason, "rejecting invalid request");
-                self.stateless_answer(flow, &req, code, None);
+        // Everything matching needs is taken from the views `validate` decoded.
+        let (via, seq, to_tag, from_tag, call_id) = match fedgate_sip::validate_views(&req) {
+            Ok(v) => (
+                v.top_via.as_ref().map(TopVia::of_ref),
+                v.cseq.seq,
+                v.to.tag().map(|t| util::sub(v.to.src(), t)),
+                v.from.tag().map(|t| util::sub(v.from.src(), t)),
+                util::sub(v.call_id.src(), v.call_id.as_bytes()),
+            ),
+            Err(rej) => {
+                if let (Answer::Status(code), false) = (rej.answer, is_ack) {
+                    tracing::debug!(code, reason = rej.reason, "rejecting invalid request");
+                    self.stateless_answer(flow, &req, code, None);
+                }
+                return;
             }
-            return;
-        }
-        let (Some(via), Ok(cseq), Some(method)) =
-            (TopVia::of(&req), req.cseq_ref(), req.method().cloned())
-        else {
+        };
+        let (Some(via), Some(method)) = (via, req.method().cloned()) else {
             return;
         };
         let cookie = via.cookie;
@@ -752,18 +831,14 @@ impl Endpoint {
             return;
         }
         // §8.2.2.2 merged requests.
-        let merge = if util::to_has_tag(&req) {
-            None
-        } else {
-            req.from()
-                .ok()
-                .and_then(|f| f.tag().cloned())
-                .map(|from_tag| MergeKey {
-                    call_id: req.call_id().map(|c| c.0).unwrap_or_default(),
-                    from_tag,
-                    cseq: cseq.seq,
-                    method: method.clone(),
-                })
+        let merge = match (&to_tag, &from_tag) {
+            (None, Some(from_tag)) => Some(MergeKey {
+                call_id: call_id.clone(),
+                from_tag: from_tag.clone(),
+                cseq: seq,
+                method: method.clone(),
+            }),
+            _ => None,
         };
         if let Some(m) = &merge
             && self.merge.contains_key(m)
@@ -813,6 +888,7 @@ impl Endpoint {
             legacy: legacy.clone(),
             merge: merge.clone(),
             deadline: None,
+            armed: false,
             to_tag: None,
         });
         self.index.insert(key, idx);
@@ -823,12 +899,19 @@ impl Endpoint {
             self.merge.insert(m, idx);
         }
         let txn = self.id_of(idx);
+        self.facts = Some(RequestFacts {
+            txn,
+            seq,
+            call_id,
+            to_tag,
+            from_tag,
+        });
         self.events.push_back(TxnEvent::Request {
             txn,
             flow,
             request: req,
         });
-        self.after(idx);
+        self.after_new(idx);
     }
 
     fn matched_request(
@@ -923,6 +1006,7 @@ impl Endpoint {
             legacy: None,
             merge: None,
             deadline: None,
+            armed: false,
             to_tag: None,
         });
         self.index.insert(key, idx);
@@ -1012,6 +1096,37 @@ impl Endpoint {
         self.after(idx);
     }
 
+    /// [`after`](Endpoint::after) for a transaction just created (no deadline
+    /// yet), leaving its deadline out of the timer set until the next input
+    /// ([`Endpoint::unarmed`]).
+    fn after_new(&mut self, idx: u32) {
+        if self.unarmed.is_some() {
+            self.after(idx);
+            return;
+        }
+        let Some(e) = self
+            .slots
+            .get_mut(idx as usize)
+            .and_then(|s| s.entry.as_mut())
+        else {
+            return;
+        };
+        if e.deadline.is_some() || e.machine.is_terminated() {
+            self.after(idx);
+            return;
+        }
+        while let Some(p) = e.machine.poll_transmit() {
+            self.transmits.push_back(Transmit {
+                flow: e.flow,
+                payload: p,
+            });
+        }
+        e.deadline = e.machine.poll_timeout();
+        if e.deadline.is_some() {
+            self.unarmed = Some(idx);
+        }
+    }
+
     /// Drains the machine's output, reschedules its timer, removes it when done.
     fn after(&mut self, idx: u32) {
         let Some(e) = self
@@ -1033,9 +1148,15 @@ impl Endpoint {
             e.machine.poll_timeout()
         };
         if next != e.deadline {
-            if let Some(old) = e.deadline {
+            if let Some(old) = e.deadline
+                && e.armed
+            {
                 self.timers.remove(&(old, idx));
             }
+            if self.unarmed == Some(idx) {
+                self.unarmed = None;
+            }
+            e.armed = next.is_some();
             if let Some(n) = next {
                 self.timers.insert((n, idx));
             }
@@ -1071,26 +1192,39 @@ impl Endpoint {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some(e) = slot.entry.take() else { return };
+        // Unindexed in place, then dropped in place (an entry is large).
+        let Some(e) = slot.entry.as_ref() else { return };
+        if let Some(d) = e.deadline
+            && e.armed
+        {
+            self.timers.remove(&(d, idx));
+        }
+        if self.unarmed == Some(idx) {
+            self.unarmed = None;
+        }
+        // One lookup each: the key may map to a newer transaction, which is put
+        // back.
+        if let Some(other) = self.index.remove(&e.key)
+            && other != idx
+        {
+            self.index.insert(e.key.clone(), other);
+        }
+        if let Some(l) = &e.legacy
+            && let Some(other) = self.legacy.remove(l)
+            && other != idx
+        {
+            self.legacy.insert(l.clone(), other);
+        }
+        if let Some(m) = &e.merge
+            && let Some(other) = self.merge.remove(m)
+            && other != idx
+        {
+            self.merge.insert(m.clone(), other);
+        }
+        slot.entry = None;
         slot.generation = slot.generation.wrapping_add(1);
         self.live -= 1;
         self.free.push(idx);
-        if let Some(d) = e.deadline {
-            self.timers.remove(&(d, idx));
-        }
-        if self.index.get(&e.key) == Some(&idx) {
-            self.index.remove(&e.key);
-        }
-        if let Some(l) = e.legacy
-            && self.legacy.get(&l) == Some(&idx)
-        {
-            self.legacy.remove(&l);
-        }
-        if let Some(m) = e.merge
-            && self.merge.get(&m) == Some(&idx)
-        {
-            self.merge.remove(&m);
-        }
     }
 
     fn id_of(&self, idx: u32) -> TxnId {
@@ -1123,7 +1257,12 @@ impl Endpoint {
             keys: self.index.len(),
             legacy_keys: self.legacy.len(),
             merge_keys: self.merge.len(),
-            timers: self.timers.len(),
+            timers: self.timers.len()
+                + usize::from(
+                    self.unarmed
+                        .and_then(|i| self.entry(i))
+                        .is_some_and(|e| e.deadline.is_some()),
+                ),
             queued_transmits: self.transmits.len(),
             queued_events: self.events.len(),
         }

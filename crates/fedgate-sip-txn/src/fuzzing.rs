@@ -26,7 +26,7 @@ use bytes::Bytes;
 use fedgate_sip::Message;
 
 use crate::config::{EndpointConfig, Flow, TransportKind};
-use crate::ua::{SessionId, SubState, SubscriptionId, UaConfig, UaEvent, UserAgent};
+use crate::ua::{MessageHandle, SessionId, SubState, SubscriptionId, UaConfig, UaEvent, UserAgent};
 
 /// One step of a fuzz sequence.
 #[derive(Debug, Clone)]
@@ -111,6 +111,8 @@ pub struct Harness {
     sent: VecDeque<Message>,
     sessions: Vec<SessionId>,
     subs: Vec<SubscriptionId>,
+    /// MESSAGEs waiting for the application ([`Harness::answering`]).
+    messages: Vec<MessageHandle>,
     /// Transmissions seen.
     pub transmits: u64,
     /// Events seen.
@@ -133,18 +135,31 @@ const METHODS: [&str; 10] = [
 impl Harness {
     /// A harness with small limits (64 transactions, 16 dialogs), starting at `start`.
     pub fn new(start: Instant) -> Self {
+        Self::build(start, false)
+    }
+
+    /// The same with [`UaConfig::app_answers_messages`]: the application calls
+    /// include answering received MESSAGEs and taking a first message.
+    pub fn answering(start: Instant) -> Self {
+        Self::build(start, true)
+    }
+
+    fn build(start: Instant, answering: bool) -> Self {
         let mut ep = EndpointConfig::with_domain("gw.contoso.com", 0x5eed);
         ep.limits.max_transactions = 64;
         ep.limits.max_dialogs = 16;
         ep.limits.max_queued_messages = 4;
         let contact = crate::ua::address("<sip:gw.contoso.com:5061;transport=tls>")
             .expect("static contact parses");
+        let mut cfg = UaConfig::new(ep, contact);
+        cfg.app_answers_messages = answering;
         Harness {
-            ua: UserAgent::new(UaConfig::new(ep, contact)),
+            ua: UserAgent::new(cfg),
             now: start,
             sent: VecDeque::new(),
             sessions: Vec::new(),
             subs: Vec::new(),
+            messages: Vec::new(),
             transmits: 0,
             events: 0,
         }
@@ -254,7 +269,9 @@ impl Harness {
         let (Some(a), Some(b)) = (a, b) else { return };
         let f = FLOWS[which as usize % 3];
         // Errors are expected (stale handles, wrong states); panics are not.
-        let _ = match (action % 10, s, sub) {
+        let m = (!self.messages.is_empty())
+            .then(|| self.messages[which as usize % self.messages.len()]);
+        let _ = match (action % 12, s, sub) {
             (0, Some(s), _) => self.ua.accept_session(now, s),
             (1, Some(s), _) => self.ua.reject_session(now, s, 480),
             (2, Some(s), _) => {
@@ -289,8 +306,20 @@ impl Harness {
             ),
             (8, _, Some(x)) => self.ua.terminate_subscription(now, x, "rejected"),
             (9, _, Some(x)) => self.ua.reject_subscription(now, x, 403),
+            (10, _, _) => match m {
+                Some(m) => {
+                    let status = [200, 404, 480, 403, 99][which as usize % 5];
+                    self.ua.respond_message(now, m, status)
+                }
+                None => Ok(()),
+            },
+            (11, Some(s), _) => {
+                let _ = self.ua.take_first_message(s);
+                Ok(())
+            }
             _ => Ok(()),
         };
+        self.messages.truncate(64);
         // Bound the handle lists (ids of ended objects are harmless but useless).
         self.sessions.truncate(64);
         self.subs.truncate(64);
@@ -382,6 +411,7 @@ impl Harness {
             self.events += 1;
             match e {
                 UaEvent::SessionOffered { session, .. } => self.sessions.insert(0, session),
+                UaEvent::MessageToAnswer { message, .. } => self.messages.insert(0, message),
                 UaEvent::SubscriptionRequested { subscription, .. } => {
                     self.subs.insert(0, subscription)
                 }

@@ -19,7 +19,9 @@
 //!   session-mode IM (INVITE with `m=message … sip null`, MESSAGE in the dialog,
 //!   typing indications, BYE, idle close, the `ms-text-format` first message
 //!   delivered exactly once, each MESSAGE we send reported
-//!   [`UaEvent::MessageDelivered`] on its 2xx or [`UaEvent::MessageFailed`]) and
+//!   [`UaEvent::MessageDelivered`] on its 2xx or [`UaEvent::MessageFailed`]; with
+//!   [`UaConfig::app_answers_messages`] the application answers each received
+//!   MESSAGE itself, see "Answering MESSAGEs" below) and
 //!   RFC 6665 / RFC 3856 subscriptions in both roles (Expires negotiation with
 //!   423/Min-Expires and a cap, refresh before expiry, Subscription-State, Timer N,
 //!   unsubscribe, 481, a NOTIFY that arrives before the 2xx, and full state in every
@@ -68,16 +70,42 @@
 //! input (at most a few items per live transaction or dialog), and live
 //! transactions and dialogs are capped by [`Limits`].
 //!
+//! ## Answering MESSAGEs (gateways)
+//!
+//! By default the UA answers an in-session MESSAGE 200 in the same step as
+//! [`UaEvent::MessageReceived`]. A gateway that must report a delivery failure to
+//! the sender (RFC 7247 §6.1 / RFC 7572: an XMPP error becomes the SIP status) sets
+//! [`UaConfig::app_answers_messages`]: each MESSAGE then comes as
+//! [`UaEvent::MessageToAnswer`] with a [`MessageHandle`], and the application calls
+//! [`UserAgent::respond_message`]`(now, handle, status)` with 2xx or an error status.
+//! Unanswered after [`UaConfig::message_answer_timeout`] (default 10 s, at most
+//! 32·T1, half the peer's Timer F), the UA answers
+//! [`MESSAGE_ANSWER_TIMEOUT_STATUS`] (504 Server Time-out, why: see there). Typing
+//! indications are still answered 200 by the UA ([`UaEvent::Typing`]). The first
+//! message of an INVITE (`ms-text-format`) has no transaction of its own; it is
+//! still handed out exactly once: as [`UaEvent::MessageReceived`] on
+//! [`UserAgent::accept_session`], or earlier by
+//! [`UserAgent::take_first_message`], so that an application that cannot deliver
+//! it refuses the INVITE with the error status instead
+//! ([`UserAgent::reject_session`]).
+//!
 //! ## Cost
 //!
 //! An in-dialog MESSAGE through the [`UserAgent`] (parse, validate, match, 200,
-//! serialize) costs about 26 000 instructions and 10 heap allocations, measured
-//! with callgrind; about half is the codec's parse and validation. Matching hashes
-//! each message's transaction key once (a keyed SipHash, as std's `HashMap`, so a
-//! peer cannot choose colliding branches) and looks dialogs up by slices of the
-//! message; ids the crate assigns itself (sessions, subscriptions, transaction
-//! slots) use a multiplicative hash; the 200 to an in-dialog request is written
-//! straight from the request's header lines. `benches/benches/sip_txn.rs` has the
+//! serialize) costs about 16 000 instructions and 4 heap allocations (the parsed
+//! header index, its copy kept by the server transaction, the shared count of the
+//! received buffer, the 200), measured with callgrind; about half is the codec's
+//! parse and validation. The headers `validate` decodes (top Via, From, To,
+//! Call-ID, CSeq: [`fedgate_sip::validate_views`]) are decoded once and used for
+//! transaction matching, merged-request detection, the dialog lookup and the CSeq
+//! check. Matching hashes each message's transaction key once (a keyed SipHash, as
+//! std's `HashMap`, so a peer cannot choose colliding branches); ids the crate
+//! assigns itself (sessions, subscriptions, transaction slots) use a
+//! multiplicative hash; the 200 to an in-dialog request is written straight from
+//! the request's header lines, and [`util::response_to`] shares the request's
+//! buffer instead of copying its lines. The deadline of a new server transaction
+//! enters the timer set only at the next input, so a transaction answered at once
+//! on a reliable transport never touches it. `benches/benches/sip_txn.rs` has the
 //! criterion figures.
 //!
 //! ## Example
@@ -156,6 +184,6 @@ pub use endpoint::{Endpoint, EndpointStats, Transmit, TxnEvent, TxnId};
 pub use error::Error;
 pub use timer::{Timer, TimerConfig};
 pub use ua::{
-    CloseReason, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId, UaConfig, UaEvent,
-    UserAgent,
+    CloseReason, MESSAGE_ANSWER_TIMEOUT_STATUS, MessageHandle, SessionId, SubEnd, SubState,
+    SubscribeParams, SubscriptionId, UaConfig, UaEvent, UserAgent,
 };

@@ -877,7 +877,11 @@ impl ServerNonInvite {
                 _ => self.state = ServerNonInviteState::Terminated,
             }
         }
-        self.last_response = Some(wire.clone());
+        // Kept for retransmissions, which only Proceeding and Completed resend (a
+        // clone of a fresh `Bytes` allocates).
+        if self.state != ServerNonInviteState::Terminated {
+            self.last_response = Some(wire.clone());
+        }
         self.transmit = Some(wire);
         Ok(())
     }

@@ -52,7 +52,29 @@ pub struct UaConfig {
     /// Option tags accepted in `Require` (RFC 3261 §8.2.2.3; others get 420 with
     /// `Unsupported`). Default none.
     pub extensions: Vec<String>,
+    /// The application answers each in-session MESSAGE (other than a typing
+    /// indication) itself: it is reported as [`UaEvent::MessageToAnswer`] and answered
+    /// with [`UserAgent::respond_message`] (2xx once delivered, or an error status
+    /// such as an RFC 7247 mapping of the delivery failure). Default false: the UA
+    /// answers 200 in the same step as [`UaEvent::MessageReceived`].
+    pub app_answers_messages: bool,
+    /// With `app_answers_messages`: how long the UA waits for the application's
+    /// answer before it answers [`MESSAGE_ANSWER_TIMEOUT_STATUS`] (504) itself.
+    /// Capped at 32·T1 (16 s with the default T1), half the peer's Timer F (64·T1),
+    /// so the answer reaches the peer before its transaction gives up. Default 10 s.
+    pub message_answer_timeout: Duration,
 }
+
+/// The status the UA answers an in-session MESSAGE with when the application did
+/// not answer it within [`UaConfig::message_answer_timeout`]: 504 Server Time-out
+/// (RFC 3261 §21.5.5: a gateway got no timely answer from the server behind it).
+/// Not 200: the outcome is unknown, and a 200 would hide a message that was never
+/// delivered (the sender's client shows a 5xx as "not delivered" and the user can
+/// send it again; a duplicate is the lesser harm). Not 408 (RFC 3261: the request
+/// itself was late) nor 503 (which makes the peer treat this whole server as
+/// unavailable, RFC 3261 §21.5.4, RFC 7247 §6.1 note 5). RFC 7247 §6.2 maps it to
+/// `<remote-server-timeout/>` on the XMPP side.
+pub const MESSAGE_ANSWER_TIMEOUT_STATUS: u16 = 504;
 
 impl UaConfig {
     /// Defaults around an endpoint configuration and our Contact.
@@ -71,6 +93,8 @@ impl UaConfig {
             accept_types: im::DEFAULT_ACCEPT_TYPES.into(),
             decode_first_message: true,
             extensions: Vec::new(),
+            app_answers_messages: false,
+            message_answer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +121,21 @@ pub struct SessionId(pub u64);
 /// A subscription handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(pub u64);
+
+/// An in-session MESSAGE waiting for the application's answer
+/// ([`UaEvent::MessageToAnswer`], [`UserAgent::respond_message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageHandle {
+    session: SessionId,
+    txn: TxnId,
+}
+
+impl MessageHandle {
+    /// The session the MESSAGE came in.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+}
 
 /// `Subscription-State` values (RFC 6665 §8.2.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +223,22 @@ pub enum UaEvent {
         /// The body.
         body: Bytes,
     },
-    /// A typing indication (`application/im-iscomposing+xml`).
+    /// A message in the session, with [`UaConfig::app_answers_messages`]: answer it
+    /// with [`UserAgent::respond_message`] (else the UA answers
+    /// [`MESSAGE_ANSWER_TIMEOUT_STATUS`] after [`UaConfig::message_answer_timeout`]).
+    /// The first message of an INVITE (`ms-text-format`) has no MESSAGE transaction:
+    /// it comes as [`UaEvent::MessageReceived`] on acceptance, or is taken before the
+    /// answer to the INVITE with [`UserAgent::take_first_message`].
+    MessageToAnswer {
+        /// The answer handle (carries the session).
+        message: MessageHandle,
+        /// Content-Type value.
+        content_type: Bytes,
+        /// The body.
+        body: Bytes,
+    },
+    /// A typing indication (`application/im-iscomposing+xml`), always answered 200
+    /// by the UA.
     Typing {
         /// The session.
         session: SessionId,
@@ -318,6 +372,9 @@ struct Session {
     invite: Option<Message>,
     invite_seq: u32,
     first: Option<(Bytes, Bytes)>,
+    /// The application took the first message ([`UserAgent::take_first_message`]):
+    /// the 200 still advertises `ms-text-format`, nothing is delivered on accept.
+    first_taken: bool,
     ok_wire: Option<Bytes>,
     ok_interval: Duration,
     ack_wire: Option<Bytes>,
@@ -389,6 +446,12 @@ pub struct UserAgent {
     timers: BTreeSet<(Instant, Obj)>,
     events: VecDeque<UaEvent>,
     next_id: u64,
+    /// In-session MESSAGEs the application has not answered yet
+    /// ([`UaConfig::app_answers_messages`]).
+    unanswered: IdMap<TxnId, ()>,
+    /// Their deadlines in arrival order (sorted: the bound is fixed and `now` never
+    /// goes back). Entries already answered are dropped when they reach the front.
+    answer_due: VecDeque<(Instant, TxnId)>,
 }
 
 /// The methods this user agent handles (`Allow` of a 200 to OPTIONS and of a 405).
@@ -436,6 +499,8 @@ impl UserAgent {
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             next_id: 1,
+            unanswered: IdMap::default(),
+            answer_due: VecDeque::new(),
         }
     }
 
@@ -488,7 +553,10 @@ impl UserAgent {
     }
     /// The earliest deadline of the UA and its transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mine = self.timers.first().map(|(t, _)| *t);
+        let mine = match (self.timers.first(), self.answer_due.front()) {
+            (Some((a, _)), Some((b, _))) => Some(*a.min(b)),
+            (a, b) => a.map(|x| x.0).or(b.map(|x| x.0)),
+        };
         match (mine, self.ep.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -558,6 +626,16 @@ impl UserAgent {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
         self.pump(now);
+        while let Some(&(t, txn)) = self.answer_due.front() {
+            if t > now {
+                break;
+            }
+            self.answer_due.pop_front();
+            if self.unanswered.remove(&txn).is_some() {
+                let _ = self.answer_message(now, txn, MESSAGE_ANSWER_TIMEOUT_STATUS);
+            }
+        }
+        self.pump(now);
         while let Some(&(t, obj)) = self.timers.first() {
             if t > now {
                 break;
@@ -588,6 +666,50 @@ impl UserAgent {
         let r = self.ep.send_response(now, txn, response);
         self.pump(now);
         r
+    }
+
+    /// Answers an in-session MESSAGE delivered as [`UaEvent::MessageToAnswer`] with a
+    /// final `status` (200–699): 2xx once the message is delivered (or stored for
+    /// later delivery), an error status when it cannot be. Also after the session
+    /// ended (a BYE does not cancel a pending MESSAGE). `Err(WrongState)` if it was
+    /// already answered (by the application, or by the UA after
+    /// [`UaConfig::message_answer_timeout`]); `Err(UnknownTransaction)` if its
+    /// transaction is gone (the connection closed).
+    pub fn respond_message(
+        &mut self,
+        now: Instant,
+        message: MessageHandle,
+        status: u16,
+    ) -> Result<(), Error> {
+        if !(200..=699).contains(&status) {
+            return Err(Error::InvalidMessage(
+                "a final status (200-699) is expected",
+            ));
+        }
+        if self.unanswered.remove(&message.txn).is_none() {
+            return Err(Error::WrongState("message already answered"));
+        }
+        while let Some(&(_, t)) = self.answer_due.front() {
+            if self.unanswered.contains_key(&t) {
+                break;
+            }
+            self.answer_due.pop_front();
+        }
+        let r = self.answer_message(now, message.txn, status);
+        self.pump(now);
+        r
+    }
+
+    /// In-session MESSAGEs waiting for [`UserAgent::respond_message`].
+    pub fn unanswered_messages(&self) -> usize {
+        self.unanswered.len()
+    }
+
+    fn answer_message(&mut self, now: Instant, txn: TxnId, status: u16) -> Result<(), Error> {
+        let req = self.ep.request(txn).ok_or(Error::UnknownTransaction)?;
+        // In-dialog: the To of the request carries our tag.
+        let wire = util::response_wire(req, status);
+        self.ep.send_response_wire(now, txn, status, wire)
     }
 
     fn new_id(&mut self) -> u64 {
@@ -688,6 +810,7 @@ impl UserAgent {
                 invite,
                 invite_seq: 1,
                 first: None,
+                first_taken: false,
                 ok_wire: None,
                 ok_interval: self.cfg.endpoint.timers.t1,
                 ack_wire: None,
@@ -758,6 +881,27 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Takes the first message of an offered session (the INVITE's `ms-text-format`)
+    /// before answering the INVITE, so the application can deliver it first and
+    /// refuse the session with the delivery error ([`UserAgent::reject_session`]:
+    /// the INVITE gets that status and the sender's client reports the message as
+    /// not delivered). It is handed out once: [`UserAgent::accept_session`] then
+    /// delivers nothing, but still advertises `Supported: ms-text-format` (the peer
+    /// must not send it again). `None` if there is none or it was taken.
+    ///
+    /// Without this call the first message comes as [`UaEvent::MessageReceived`]
+    /// when the session is accepted, with no answer of its own: a delivery that
+    /// fails after that cannot be reported on the SIP side.
+    pub fn take_first_message(&mut self, session: SessionId) -> Option<(Bytes, Bytes)> {
+        let s = self.sessions.get_mut(&session.0)?;
+        if s.state != SessState::Offered {
+            return None;
+        }
+        let first = s.first.take()?;
+        s.first_taken = true;
+        Some(first)
+    }
+
     /// Closes a session: BYE if it is up, CANCEL if our INVITE is pending, 480 if
     /// it was offered to us and not accepted yet.
     pub fn close_session(&mut self, now: Instant, session: SessionId) -> Result<(), Error> {
@@ -795,7 +939,7 @@ impl UserAgent {
         };
         let dialog = Dialog::uas(inv, tag, contact)?;
         let mut ok = dialog.response(inv, 200);
-        if s.first.is_some() {
+        if s.first.is_some() || s.first_taken {
             util::push(&mut ok, "Supported", Bytes::from_static(b"ms-text-format"));
         }
         util::push(
@@ -1280,6 +1424,9 @@ impl UserAgent {
                     }
                 }
                 TxnEvent::Server { txn, note } => {
+                    // A MESSAGE the application had not answered: its transaction
+                    // failed (transport) or answered 408 itself.
+                    self.unanswered.remove(&txn);
                     if let Some(obj) = self.server_txns.remove(&txn) {
                         match (obj, note) {
                             (Obj::Session(id), _) => {
@@ -1313,9 +1460,18 @@ impl UserAgent {
         if !self.policy_ok(now, txn, &req) {
             return;
         }
-        if let Some(key) = dialog::request_key(&req) {
+        // The endpoint already decoded the dialog id and CSeq of this request.
+        let facts = self.ep.take_request_facts(txn);
+        let key = match &facts {
+            Some(f) => f.dialog_key(),
+            None => dialog::request_key(&req),
+        };
+        if let Some(key) = key {
             match self.by_dialog.get(&key as &dyn DialogKey).copied() {
-                Some(Obj::Session(id)) => self.session_request(now, id, txn, &req, method),
+                Some(Obj::Session(id)) => {
+                    let seq = facts.as_ref().map(|f| f.seq);
+                    self.session_request(now, id, txn, &req, method, seq)
+                }
                 Some(Obj::Sub(id)) => self.sub_request(now, id, txn, flow, &req, method),
                 None => {
                     // A NOTIFY before the 2xx to our SUBSCRIBE (RFC 6665 §4.1.2.4).
@@ -1446,6 +1602,7 @@ impl UserAgent {
                 invite: Some(req),
                 invite_seq: seq,
                 first,
+                first_taken: false,
                 ok_wire: None,
                 ok_interval: self.cfg.endpoint.timers.t1,
                 ack_wire: None,
@@ -1578,6 +1735,7 @@ impl UserAgent {
         });
     }
 
+    /// `seq`: the request's CSeq number if already decoded.
     fn session_request(
         &mut self,
         now: Instant,
@@ -1585,6 +1743,7 @@ impl UserAgent {
         txn: TxnId,
         req: &Message,
         method: Method,
+        seq: Option<u32>,
     ) {
         let idle = self.cfg.idle_timeout;
         let Some(s) = self.sessions.get_mut(&id) else {
@@ -1594,20 +1753,44 @@ impl UserAgent {
             self.answer(now, txn, req, 481);
             return;
         };
-        if let Err(code) = d.check_request(req) {
+        let checked = match seq {
+            Some(_) if matches!(method, Method::Ack | Method::Cancel) => Ok(()),
+            Some(seq) => d.check_seq(seq),
+            None => d.check_request(req),
+        };
+        if let Err(code) = checked {
             let r = d.response(req, code);
             let _ = self.ep.send_response(now, txn, r);
             return;
         }
         match method {
             Method::Message => {
-                // The 200 is written straight from the request (the To has our tag).
-                let r = util::response_wire(req, 200);
                 s.touch_idle(at(now, idle));
                 let ct = content_type(req).unwrap_or_else(|| Bytes::from_static(b"text/plain"));
-                let ev = if ct.len() >= im::ISCOMPOSING.len()
-                    && ct[..im::ISCOMPOSING.len()].eq_ignore_ascii_case(im::ISCOMPOSING.as_bytes())
-                {
+                let typing = ct.len() >= im::ISCOMPOSING.len()
+                    && ct[..im::ISCOMPOSING.len()].eq_ignore_ascii_case(im::ISCOMPOSING.as_bytes());
+                if self.cfg.app_answers_messages && !typing {
+                    // The application answers (`respond_message`), within the bound.
+                    let bound = self
+                        .cfg
+                        .message_answer_timeout
+                        .min(self.cfg.endpoint.timers.t1x64() / 2);
+                    self.unanswered.insert(txn, ());
+                    self.answer_due.push_back((at(now, bound), txn));
+                    self.events.push_back(UaEvent::MessageToAnswer {
+                        message: MessageHandle {
+                            session: SessionId(id),
+                            txn,
+                        },
+                        content_type: ct,
+                        body: req.body.clone(),
+                    });
+                    self.reschedule(Obj::Session(id));
+                    return;
+                }
+                // The 200 is written straight from the request (the To has our tag).
+                let r = util::response_wire(req, 200);
+                let ev = if typing {
                     UaEvent::Typing {
                         session: SessionId(id),
                         active: im::typing_state(&req.body),

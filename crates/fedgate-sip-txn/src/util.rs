@@ -173,9 +173,7 @@ pub(crate) fn push(msg: &mut Message, name: &'static str, value: impl Into<Bytes
 
 /// Copies every header of `kind` from `from` into `to`, in order.
 pub(crate) fn copy_all(to: &mut Message, from: &Message, kind: HeaderKind) {
-    for h in from.headers.get_all(kind) {
-        to.headers.push(h.to_owned());
-    }
+    to.headers.extend_from(&from.headers, kind);
 }
 
 /// Fast check on a raw From/To value: true when a `;tag=` parameter follows the

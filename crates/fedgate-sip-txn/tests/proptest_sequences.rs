@@ -66,6 +66,14 @@ proptest! {
         h.run(&ops);
         h.drain_all();
     }
+
+    /// The same with MESSAGEs answered by the application (or by the UA at its bound).
+    #[test]
+    fn random_sequences_with_app_answered_messages_drain(ops in proptest::collection::vec(op(), 0..60)) {
+        let mut h = Harness::answering(Instant::now());
+        h.run(&ops);
+        h.drain_all();
+    }
 }
 
 #[test]
@@ -133,5 +141,51 @@ fn a_hand_written_sequence_reaches_dialogs() {
     h.run(&ops);
     assert!(h.events >= 4, "events: {}", h.events);
     assert!(h.transmits >= 4, "transmits: {}", h.transmits);
+    h.drain_all();
+}
+
+/// The answering harness reaches an in-dialog MESSAGE: a session we open (INVITE,
+/// 200 with a To tag), then the peer's MESSAGE in that dialog (its fields reflected
+/// from our INVITE) waits for the application, which answers it; a second one is
+/// answered by the UA at the bound.
+#[test]
+fn the_answering_harness_reaches_app_answered_messages() {
+    let mut h = Harness::answering(Instant::now());
+    let message = |branch| FuzzOp::Request {
+        flow: 2,
+        method: 4,
+        branch,
+        call: 0,
+        from_tag: 0,
+        to_tag: Some(0),
+        reflect: Some(0),
+        cseq: u16::from(branch),
+        expires: None,
+        body: 3,
+    };
+    h.run(&[
+        FuzzOp::App {
+            action: 4,
+            which: 2,
+        },
+        // 100 + code % 600: a 200.
+        FuzzOp::Response {
+            which: 0,
+            code: 100,
+            tag: true,
+        },
+        message(10),
+    ]);
+    assert_eq!(h.ua().session_count(), 1);
+    assert_eq!(h.ua().unanswered_messages(), 1);
+    h.run(&[FuzzOp::App {
+        action: 10,
+        which: 0,
+    }]);
+    assert_eq!(h.ua().unanswered_messages(), 0);
+    h.run(&[message(11)]);
+    assert_eq!(h.ua().unanswered_messages(), 1);
+    h.run(&[FuzzOp::Advance { millis: 10_000 }]);
+    assert_eq!(h.ua().unanswered_messages(), 0);
     h.drain_all();
 }

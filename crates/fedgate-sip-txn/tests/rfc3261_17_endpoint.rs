@@ -377,3 +377,49 @@ fn client_cancel_sends_cancel_with_the_invite_branch() {
     assert_eq!(tx.len(), 1, "the ACK for the 487");
     assert!(e.is_empty());
 }
+
+/// The server transaction of the last request keeps its deadline out of the timer
+/// set until the next input; it is still reported, fired and counted exactly.
+#[test]
+fn unanswered_request_times_out_408_with_the_deadline_reported_at_once() {
+    let t = t0();
+    let mut e = ep(1);
+    e.handle_message(t, TLS, msg(MESSAGE_UDP));
+    let (_, ev) = drain(&mut e);
+    let first = request_txn(&ev);
+    let guard = t + secs(32);
+    assert_eq!(e.poll_timeout(), Some(guard));
+    assert_eq!(e.stats().timers, 1);
+    // A second request (another branch and CSeq) a second later: both
+    // deadlines kept.
+    let second_text = MESSAGE_UDP
+        .replace("z9hG4bK", "z9hG4bKx")
+        .replace("CSeq: 1", "CSeq: 2");
+    e.handle_message(t + secs(1), TLS, msg(&second_text));
+    let (_, ev) = drain(&mut e);
+    let second = request_txn(&ev);
+    assert_ne!(first, second);
+    assert_eq!(e.poll_timeout(), Some(guard));
+    assert_eq!(e.stats().timers, 2);
+    // The second is answered (reliable: the transaction ends); the first is not.
+    let req = e.request(second).expect("live").clone();
+    e.send_response(t + secs(1), second, resp(&req, 200))
+        .expect("answered");
+    let (tx, _) = drain(&mut e);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.stats().timers, 1);
+    e.handle_timeout(guard - ms(1));
+    assert!(drain(&mut e).0.is_empty());
+    assert_eq!(e.poll_timeout(), Some(guard));
+    e.handle_timeout(guard);
+    let (tx, ev) = drain(&mut e);
+    assert_eq!(tx.iter().map(status_of).collect::<Vec<_>>(), vec![408]);
+    assert!(ev.iter().any(|x| matches!(
+        x,
+        TxnEvent::Server { txn, note: ServerNote::TuTimeout } if *txn == first
+    )));
+    assert!(e.is_empty());
+    assert_eq!(e.poll_timeout(), None);
+    assert_eq!(e.stats(), EndpointStats::default());
+}

@@ -461,19 +461,7 @@ const PIDF: &str = "application/pidf+xml";
 #[test]
 fn presence_subscribe_notify_refresh_unsubscribe() {
     let mut n = Net::new(TransportKind::Tls);
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 3600,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(&mut n, 3600);
     n.pump();
     let sb = match &n.ev_b[..] {
         [
@@ -550,19 +538,7 @@ fn presence_subscribe_notify_refresh_unsubscribe() {
 #[test]
 fn rfc6665_4_2_1_1_interval_too_brief_gets_423_and_subscriber_retries() {
     let mut n = Net::new(TransportKind::Tls);
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 10,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(&mut n, 10);
     n.pump();
     let codes = n.methods('<');
     assert_eq!(codes[0], "423");
@@ -588,30 +564,8 @@ fn rfc6665_4_2_1_1_interval_too_brief_gets_423_and_subscriber_retries() {
 #[test]
 fn lync_expires_is_honoured_within_bounds_and_capped() {
     let mut n = Net::new(TransportKind::Tls);
-    n.a.subscribe(
-        n.now,
-        n.flow,
-        &SubscribeParams {
-            from: &alice(),
-            to: &bob(),
-            event: "presence",
-            accept: &[PIDF],
-            expires: 29_087,
-        },
-    )
-    .expect("sub");
-    n.a.subscribe(
-        n.now,
-        n.flow,
-        &SubscribeParams {
-            from: &alice(),
-            to: &bob(),
-            event: "presence",
-            accept: &[PIDF],
-            expires: 1_000_000,
-        },
-    )
-    .expect("sub");
+    subscribe_presence(&mut n, 29_087);
+    subscribe_presence(&mut n, 1_000_000);
     n.pump();
     let granted: Vec<u32> = n
         .ev_b
@@ -627,19 +581,7 @@ fn lync_expires_is_honoured_within_bounds_and_capped() {
 #[test]
 fn rfc6665_timer_n_fails_subscription_without_notify() {
     let mut n = Net::new(TransportKind::Tls);
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 3600,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(&mut n, 3600);
     n.pump();
     // B never answers: its transaction answers 408 after 64·T1, and Timer N fires too.
     n.advance(secs(31));
@@ -745,19 +687,7 @@ fn rfc6665_notifier_expiry_sends_terminated_notify() {
         c.max_expires = 600;
         UserAgent::new(c)
     };
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 3600,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(&mut n, 3600);
     n.pump();
     let sb = match n.ev_b[0] {
         UaEvent::SubscriptionRequested {
@@ -1007,19 +937,7 @@ fn rfc6665_4_4_3_fetch_with_expires_zero() {
 #[test]
 fn rfc6665_refresh_answered_481_terminates_the_subscriber() {
     let mut n = Net::new(TransportKind::Tls);
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 600,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(&mut n, 600);
     n.pump();
     let sb = requested(&n);
     n.b.accept_subscription(n.now, sb, SubState::Active, None)
@@ -1038,18 +956,7 @@ fn rfc6665_refresh_answered_481_terminates_the_subscriber() {
 #[test]
 fn rfc6665_notify_answered_481_terminates_the_notifier() {
     let mut n = Net::new(TransportKind::Tls);
-    n.a.subscribe(
-        n.now,
-        n.flow,
-        &SubscribeParams {
-            from: &alice(),
-            to: &bob(),
-            event: "presence",
-            accept: &[PIDF],
-            expires: 600,
-        },
-    )
-    .expect("sub");
+    subscribe_presence(&mut n, 600);
     n.pump();
     let sb = requested(&n);
     n.b.accept_subscription(n.now, sb, SubState::Active, None)
@@ -1110,21 +1017,25 @@ fn open_session(n: &mut Net) -> (SessionId, SessionId) {
     (s, sb)
 }
 
+/// A sends a presence SUBSCRIBE (PIDF) from alice to bob for `expires` seconds.
+fn subscribe_presence(n: &mut Net, expires: u32) -> SubscriptionId {
+    n.a.subscribe(
+        n.now,
+        n.flow,
+        &SubscribeParams {
+            from: &alice(),
+            to: &bob(),
+            event: "presence",
+            accept: &[PIDF],
+            expires,
+        },
+    )
+    .expect("sub")
+}
+
 /// An active subscription from A (subscriber) to B (notifier), with a PIDF notified.
 fn active_subscription(n: &mut Net, expires: u32) -> (SubscriptionId, SubscriptionId) {
-    let sa =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires,
-            },
-        )
-        .expect("sub");
+    let sa = subscribe_presence(n, expires);
     n.pump();
     let sb = requested(n);
     n.b.accept_subscription(
@@ -1328,19 +1239,7 @@ fn rfc3261_17_1_4_flow_closed_fails_a_pending_invite_and_subscribe() {
     let s =
         n.a.open_session(n.now, n.flow, &alice(), &bob())
             .expect("open");
-    let sub =
-        n.a.subscribe(
-            n.now,
-            n.flow,
-            &SubscribeParams {
-                from: &alice(),
-                to: &bob(),
-                event: "presence",
-                accept: &[PIDF],
-                expires: 600,
-            },
-        )
-        .expect("sub");
+    let sub = subscribe_presence(&mut n, 600);
     while n.a.poll_transmit().is_some() {}
     n.a.handle_flow_closed(n.now, n.flow);
     let ev: Vec<UaEvent> = std::iter::from_fn(|| n.a.poll_event()).collect();

@@ -237,6 +237,15 @@ impl Header {
         Header { name, value, kind }
     }
 
+    /// A header of a known kind under its canonical name.
+    pub(crate) fn known(kind: HeaderKind, value: Bytes) -> Header {
+        Header {
+            name: Bytes::from_static(kind.name().as_bytes()),
+            value,
+            kind: Some(kind),
+        }
+    }
+
     /// The name.
     pub fn name(&self) -> &Bytes {
         &self.name
@@ -491,6 +500,46 @@ impl Headers {
         self.entries.push(Entry { name, value, kind });
     }
 
+    /// Appends every header of `kind` in `src`, in order: the same lines as
+    /// pushing each one's [`HeaderRef::to_owned`], but zero-copy and without a
+    /// reference count per line when `self` holds no line of another message (a
+    /// response being built from its request): `self` then shares `src`'s buffer.
+    pub fn extend_from(&mut self, src: &Headers, kind: HeaderKind) {
+        let same = self.buf.as_ptr() == src.buf.as_ptr() && self.buf.len() == src.buf.len();
+        let share = same
+            || !self
+                .entries
+                .iter()
+                .any(|e| matches!(e.name, Loc::Span(..)) || matches!(e.value, Loc::Span(..)));
+        if !share {
+            for h in src.get_all(kind) {
+                self.push(h.to_owned());
+            }
+            return;
+        }
+        if !same {
+            self.buf = src.buf.clone();
+        }
+        for e in src.entries.iter().filter(|e| e.kind == Some(kind)) {
+            let name = self.rebase(src, e.name);
+            let value = self.rebase(src, e.value);
+            self.entries.push(Entry {
+                name,
+                value,
+                kind: e.kind,
+            });
+        }
+    }
+
+    /// `l`, a location in `src`, as a location in `self` (which shares `src`'s
+    /// buffer).
+    fn rebase(&mut self, src: &Headers, l: Loc) -> Loc {
+        match l {
+            Loc::Span(..) => l,
+            Loc::Own(i) => self.own(src.owned.get(i as usize).cloned().unwrap_or_default()),
+        }
+    }
+
     /// Removes every header of this kind; returns how many were removed.
     pub fn remove(&mut self, kind: HeaderKind) -> usize {
         let before = self.entries.len();
@@ -556,13 +605,46 @@ impl Headers {
             .sum()
     }
 
-    /// Writes every header line as `name: value CRLF`.
+    /// Writes every header line as `name: value CRLF`. A line held in the buffer
+    /// exactly as it is written (as most received lines are) is copied from
+    /// there, and consecutive such lines in one copy.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        for h in self.iter() {
-            out.extend_from_slice(h.name());
+        let buf = &self.buf[..];
+        // A pending range of `buf` to copy verbatim.
+        let mut run: Option<(usize, usize)> = None;
+        for e in &self.entries {
+            if let (Loc::Span(n0, n1), Loc::Span(v0, v1)) = (e.name, e.value) {
+                let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
+                if n0 <= n1
+                    && v0 == n1 + 2
+                    && v0 <= v1
+                    && buf.get(n1) == Some(&b':')
+                    && buf.get(n1 + 1) == Some(&b' ')
+                    && buf.get(v1) == Some(&b'\r')
+                    && buf.get(v1 + 1) == Some(&b'\n')
+                {
+                    let end = v1 + 2;
+                    run = match run {
+                        Some((a, b)) if b == n0 => Some((a, end)),
+                        Some((a, b)) => {
+                            out.extend_from_slice(&buf[a..b]);
+                            Some((n0, end))
+                        }
+                        None => Some((n0, end)),
+                    };
+                    continue;
+                }
+            }
+            if let Some((a, b)) = run.take() {
+                out.extend_from_slice(&buf[a..b]);
+            }
+            out.extend_from_slice(self.get_loc(e.name));
             out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value());
+            out.extend_from_slice(self.get_loc(e.value));
             out.extend_from_slice(b"\r\n");
+        }
+        if let Some((a, b)) = run {
+            out.extend_from_slice(&buf[a..b]);
         }
     }
 }
@@ -632,6 +714,52 @@ pub(crate) fn split_list<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The slow path of `encode`: every line as `name: value CRLF`.
+    fn encode_slow(h: &Headers) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in h.iter() {
+            out.extend_from_slice(l.name());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(l.value());
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn verbatim_lines_encode_as_written() {
+        let raw = "INVITE sip:b@c SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+                   Via :SIP/2.0/UDP b\r\nFrom:  <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\n\
+                   Subject: folded\r\n  line\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+                   X-Odd: v \r\nContent-Length: 0\r\n\r\n";
+        let m = crate::parse_datagram(Bytes::from(raw), &crate::Limits::default()).expect("parses");
+        let h = &m.headers;
+        let mut out = Vec::new();
+        h.encode(&mut out);
+        assert_eq!(out, encode_slow(h));
+        let kinds = [
+            HeaderKind::Via,
+            HeaderKind::From,
+            HeaderKind::To,
+            HeaderKind::CallId,
+            HeaderKind::CSeq,
+        ];
+        // A list sharing the buffer through `extend_from`, with an owned line.
+        let mut r = Headers::with_capacity(4);
+        for k in kinds {
+            r.extend_from(h, k);
+        }
+        r.push(Header::known(
+            HeaderKind::ContentLength,
+            Bytes::from_static(b"0"),
+        ));
+        r.extend_from(h, HeaderKind::Subject);
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert_eq!(out, encode_slow(&r));
+        assert_eq!(r.len(), 8);
+    }
 
     #[test]
     fn every_name_and_compact_form_is_recognised() {

@@ -114,7 +114,7 @@ pub use typed::{
     MediaType, OptionTag, SubscriptionState, TokenParams, Transport, Via, unquote,
 };
 pub use uri::{AbsoluteUri, Host, Param, Params, SipUri, TelUri, Uri, unescape};
-pub use validate::{Policy, Rejection, check_policy, validate};
+pub use validate::{Policy, Rejection, Validated, check_policy, validate, validate_views};
 pub use view::{
     AddressRef, AddressRefs, CSeqRef, CallIdRef, ContactRefs, HostRef, ParamsIter, ParamsRef,
     SipUriRef, TelUriRef, UriParamsRef, UriRef, ViaRef, ViaRefs,

@@ -29,6 +29,10 @@ impl Version {
     pub const SIP_2_0: Version = Version { major: 2, minor: 0 };
 
     fn encode(self, out: &mut Vec<u8>) {
+        if self == Version::SIP_2_0 {
+            out.extend_from_slice(b"SIP/2.0");
+            return;
+        }
         out.extend_from_slice(b"SIP/");
         push_u64(out, u64::from(self.major));
         out.push(b'.');
@@ -128,9 +132,15 @@ impl StartLine {
             }
             StartLine::Response(s) => {
                 s.version.encode(out);
-                out.push(b' ');
-                push_u64(out, u64::from(s.code.0));
-                out.push(b' ');
+                // A status code has three digits (100-699).
+                let c = s.code.0;
+                out.extend_from_slice(&[
+                    b' ',
+                    b'0' + (c / 100 % 10) as u8,
+                    b'0' + (c / 10 % 10) as u8,
+                    b'0' + (c % 10) as u8,
+                    b' ',
+                ]);
                 out.extend_from_slice(&s.reason.0);
             }
         }
@@ -240,7 +250,13 @@ impl Message {
     /// Replaces the body and every Content-Length with one that matches it.
     pub fn set_body(&mut self, body: Bytes) {
         self.headers.remove(HeaderKind::ContentLength);
-        self.push_typed(HeaderKind::ContentLength, &ContentLength(body.len() as u64));
+        let len = if body.is_empty() {
+            Bytes::from_static(b"0")
+        } else {
+            ContentLength(body.len() as u64).to_bytes()
+        };
+        self.headers
+            .push(Header::known(HeaderKind::ContentLength, len));
         self.body = body;
     }
 
@@ -295,7 +311,14 @@ impl Message {
 
     /// The wire form as `Bytes`.
     pub fn to_bytes(&self) -> Bytes {
-        let cap = 64 + self.headers.encoded_len() + self.body.len() + 2;
+        // Exact for a SIP/2.0 response: a `Bytes` made from a `Vec` with spare
+        // capacity allocates its shared header at once, from a full one only
+        // when it is first cloned.
+        let start = match &self.start {
+            StartLine::Response(s) if s.version == Version::SIP_2_0 => 14 + s.reason.0.len(),
+            _ => 64,
+        };
+        let cap = start + self.headers.encoded_len() + 2 + self.body.len();
         let mut v = Vec::with_capacity(cap);
         self.encode(&mut v);
         Bytes::from(v)

@@ -60,6 +60,32 @@ fn rej(answer: Answer, reason: &'static str, header: Option<&'static str>) -> Re
 /// with [`Headers::via`], [`Headers::from`], …; `tests/validate_views.rs` checks
 /// this against an owned implementation).
 pub fn validate(msg: &Message) -> Result<(), Rejection> {
+    validate_views(msg).map(|_| ())
+}
+
+/// The headers [`validate`] decodes, as borrowed views, for a caller that acts on
+/// them next (a transaction layer matching the request): decoding them again
+/// would cost as much as validating.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Validated<'a> {
+    /// The top Via value, as [`Headers::top_via_ref`] reads it (`None` only if the
+    /// first Via line is empty: then the top value is on a later line, and
+    /// `top_via_ref` fails).
+    pub top_via: Option<view::ViaRef<'a>>,
+    /// From.
+    pub from: view::AddressRef<'a>,
+    /// To.
+    pub to: view::AddressRef<'a>,
+    /// Call-ID.
+    pub call_id: view::CallIdRef<'a>,
+    /// CSeq.
+    pub cseq: view::CSeqRef<'a>,
+}
+
+/// [`validate`], returning the decoded top Via, From, To, Call-ID and CSeq on
+/// success. Same checks, same verdicts, same cost.
+pub fn validate_views(msg: &Message) -> Result<Validated<'_>, Rejection> {
     let req = msg.request_line();
     let answer = |s| {
         if req.is_some() {
@@ -122,12 +148,19 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
     };
     // The borrowed views decide exactly as the owned decoders (tests/views.rs,
     // tests/validate_views.rs) and allocate nothing.
-    for v in h.vias().map_err(bad)? {
+    let mut vias = h.vias().map_err(bad)?;
+    let top_via = vias.next().transpose().map_err(bad)?;
+    for v in vias {
         v.map_err(bad)?;
     }
-    h.from_ref().map_err(bad)?;
-    h.to_ref().map_err(bad)?;
-    h.call_id_ref().map_err(bad)?;
+    // `vias` skips empty lines; `top_via_ref` reads the first line only.
+    let top_via = top_via.filter(|_| {
+        h.get(HeaderKind::Via)
+            .is_some_and(|first| !first.value().is_empty())
+    });
+    let from = h.from_ref().map_err(bad)?;
+    let to = h.to_ref().map_err(bad)?;
+    let call_id = h.call_id_ref().map_err(bad)?;
     let cseq = h.cseq_ref().map_err(bad)?;
     if let Some(r) = req {
         if n.max_forwards == 1 {
@@ -174,7 +207,13 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
             ));
         }
     }
-    Ok(())
+    Ok(Validated {
+        top_via,
+        from,
+        to,
+        call_id,
+        cseq,
+    })
 }
 
 /// How many lines of each kind [`validate`] looks at.

@@ -896,6 +896,12 @@ pub struct ViaRef<'a> {
 }
 
 impl<'a> ViaRef<'a> {
+    /// The buffer this view borrows from: every slice it hands out lies in it, so
+    /// `src().slice_ref(s)` is a zero-copy `Bytes` of any of them.
+    #[inline]
+    pub fn src(&self) -> &'a Bytes {
+        self.src
+    }
     /// Decodes one Via value held in `s`, a sub-slice of `src` (or `src` itself).
     pub fn parse(src: &'a Bytes, s: &'a [u8]) -> Result<ViaRef<'a>, ValueError> {
         let (v, n) = Self::parse_prefix(src, s)?;
@@ -1071,6 +1077,12 @@ pub struct AddressRef<'a> {
 }
 
 impl<'a> AddressRef<'a> {
+    /// The buffer this view borrows from: every slice it hands out lies in it, so
+    /// `src().slice_ref(s)` is a zero-copy `Bytes` of any of them.
+    #[inline]
+    pub fn src(&self) -> &'a Bytes {
+        self.src
+    }
     /// Decodes one address held in `s`, a sub-slice of `src` (or `src` itself).
     pub fn parse(src: &'a Bytes, s: &'a [u8]) -> Result<AddressRef<'a>, ValueError> {
         let (a, n) = Self::parse_prefix(src, s)?;
@@ -1198,6 +1210,12 @@ pub struct CallIdRef<'a> {
 }
 
 impl<'a> CallIdRef<'a> {
+    /// The buffer this view borrows from: every slice it hands out lies in it, so
+    /// `src().slice_ref(s)` is a zero-copy `Bytes` of any of them.
+    #[inline]
+    pub fn src(&self) -> &'a Bytes {
+        self.src
+    }
     /// Decodes a Call-ID held in `s`, a sub-slice of `src`.
     pub fn parse(src: &'a Bytes, s: &'a [u8]) -> Result<CallIdRef<'a>, ValueError> {
         let v = chars::trim_ws(s);
@@ -1238,6 +1256,12 @@ pub struct CSeqRef<'a> {
 }
 
 impl<'a> CSeqRef<'a> {
+    /// The buffer this view borrows from: every slice it hands out lies in it, so
+    /// `src().slice_ref(s)` is a zero-copy `Bytes` of any of them.
+    #[inline]
+    pub fn src(&self) -> &'a Bytes {
+        self.src
+    }
     /// Decodes a CSeq held in `value`, a sub-slice of `src`.
     pub fn parse(src: &'a Bytes, value: &'a [u8]) -> Result<CSeqRef<'a>, ValueError> {
         let n = value

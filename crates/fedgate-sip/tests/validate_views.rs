@@ -3,12 +3,13 @@
 //! here verbatim as `reference`): on the RFC 4475 vectors (with
 //! `FEDGATE_TORTURE_DIR`), the Lync samples, generated messages whose header
 //! values are mutated, and whole messages with bytes mutated, both return the same
-//! `Result` (answer, reason, header).
+//! `Result` (answer, reason, header); `validate_views` returns the same verdict,
+//! and its views equal what the owned decoders read.
 
 use bytes::Bytes;
 use fedgate_sip::{
     Answer, HeaderError, HeaderKind, Limits, Message, Method, Rejection, Uri, Version,
-    parse_datagram, validate,
+    parse_datagram, validate, validate_views,
 };
 use proptest::prelude::*;
 
@@ -113,6 +114,19 @@ fn reference(msg: &Message) -> Result<(), Rejection> {
 
 fn same(m: &Message) {
     assert_eq!(validate(m), reference(m), "{m:?}");
+    // `validate_views` decides as `validate` and hands out the views the owned
+    // decoders agree with.
+    match validate_views(m) {
+        Ok(v) => {
+            assert_eq!(validate(m), Ok(()), "{m:?}");
+            assert_eq!(v.top_via.map(|x| x.to_owned()), m.top_via().ok(), "{m:?}");
+            assert_eq!(Ok(v.from.to_owned()), m.from(), "{m:?}");
+            assert_eq!(Ok(v.to.to_owned()), m.to(), "{m:?}");
+            assert_eq!(Ok(v.call_id.to_owned()), m.call_id(), "{m:?}");
+            assert_eq!(Ok(v.cseq.to_owned()), m.cseq(), "{m:?}");
+        }
+        Err(e) => assert_eq!(validate(m), Err(e), "{m:?}"),
+    }
 }
 
 fn same_wire(wire: Bytes) -> bool {
