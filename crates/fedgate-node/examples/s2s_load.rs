@@ -43,13 +43,16 @@
 //!
 //! Build without `--release` for a quick check; figures for the record need `--release`.
 
-use std::error::Error;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{PAD, Res, Sender, emit};
 use fedgate_node::tls::self_signed;
 use fedgate_node::xmpp::{
     InboundStanza, S2sListener, S2sOutbound, XmppConfig, XmppLimits, XmppTls, random_seed,
@@ -61,8 +64,6 @@ use fedgate_xmpp::s2s::{S2sConfig, TlsPolicy};
 use fedgate_xmpp::{DomainPart, Element, Limits, ns};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc};
-
-type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const RECEIVER: &str = "fedgate-a.test";
 const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
@@ -200,13 +201,6 @@ fn find_beam(needle: &str) -> Option<u32> {
 // ---------------------------------------------------------------------------------
 // The fedgate receiver (child process)
 // ---------------------------------------------------------------------------------
-
-fn emit(line: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{line}");
-    let _ = o.flush();
-}
 
 fn node_config(
     domains: Vec<DomainPart>,
@@ -415,13 +409,6 @@ impl Progress {
     }
 }
 
-/// The sending node and what came back to it (bounces, errors from the receivers).
-struct Sender {
-    out: S2sOutbound,
-    _listener: S2sListener,
-    returned: Arc<AtomicU64>,
-}
-
 async fn sender_node(
     domains: Vec<DomainPart>,
     secret: &[u8],
@@ -431,31 +418,8 @@ async fn sender_node(
 ) -> Res<Sender> {
     let mut cfg = node_config(domains, secret, SENDER, k)?;
     cfg.limits.outbound_queue = usize::try_from(window)?.saturating_add(16);
-    let mut lookup = StaticLookup::new();
-    for (name, ip) in hosts::TEST_HOSTS {
-        lookup.add_host(name, ip.into());
-    }
-    let (tx, mut rx) = mpsc::channel::<InboundStanza>(1024);
-    let out = S2sOutbound::new(cfg, lookup, tx)?;
-    let listener = S2sListener::bind(SocketAddr::from((SENDER_IP, port)), &out).await?;
-    let returned = Arc::new(AtomicU64::new(0));
-    let r = returned.clone();
-    tokio::spawn(async move {
-        while let Some(s) = rx.recv().await {
-            if r.fetch_add(1, Ordering::Relaxed) < 3 {
-                eprintln!("sender got back (bounce={}): {}", s.bounce, s.element);
-            }
-        }
-    });
-    Ok(Sender {
-        out,
-        _listener: listener,
-        returned,
-    })
+    Sender::start(cfg, SocketAddr::from((SENDER_IP, port))).await
 }
-
-const PAD: &str = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. \
-                   Sphinx of black quartz, judge my vow. How vexingly quick daft zebras jump!";
 
 fn message(from: &str, to: &str, i: u64) -> Element {
     Element::builder("message", ns::SERVER)

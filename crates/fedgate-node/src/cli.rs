@@ -10,7 +10,8 @@
 //! fedgate-federation dns-records --deployment FILE   the zone fragment a deployment must publish
 //! ```
 //! Logs go to stderr through `tracing-subscriber` (`RUST_LOG`, default `info`). The node
-//! stops on SIGTERM or ctrl-c: every client stream is closed with `</stream:stream>`.
+//! stops on SIGTERM or ctrl-c ([`Node::shutdown`](crate::core::Node::shutdown)): watchers
+//! get `unavailable`, then every s2s and client stream is closed with `</stream:stream>`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! offline storage, bounces, slow sessions, subscriptions and pre-approval (§3).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use fedgate_node::core::{
@@ -11,30 +13,12 @@ use fedgate_policy::UserAddress;
 use fedgate_store::{
     OfflineStore, RosterStore, RosterSubscription, SqliteStore, StoreConfig, StoreHandle,
 };
-use fedgate_xmpp::{
-    DomainPart, Element, Event, FullJid, Limits, StreamErrorCondition, StreamKind, StreamReader,
-};
+use fedgate_xmpp::{DomainPart, Element, FullJid, StreamErrorCondition};
 use tokio::sync::mpsc;
 
-const D: &str = "a.test";
+use common::el;
 
-fn el(xml: &str) -> Element {
-    let mut r = StreamReader::new(
-        StreamKind::Client,
-        Limits::default(),
-        std::time::Instant::now(),
-    );
-    r.set_authenticated();
-    r.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
-    r.feed(xml.as_bytes());
-    loop {
-        match r.poll_event().unwrap() {
-            Some(Event::Element(e)) => return e,
-            Some(_) => {}
-            None => panic!("no element in {xml}"),
-        }
-    }
-}
+const D: &str = "a.test";
 
 struct Env {
     router: Router,

@@ -5,6 +5,8 @@
 //! presence and probes; everything resumed after a restart on the same store.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use fedgate_node::core::{
@@ -15,28 +17,12 @@ use fedgate_policy::{
     UserAddress, XmppListing,
 };
 use fedgate_store::{SqliteStore, StoreConfig, StoreHandle};
-use fedgate_xmpp::{DomainPart, Element, Event, FullJid, Limits, StreamKind, StreamReader};
+use fedgate_xmpp::{DomainPart, Element, FullJid};
 use tokio::sync::mpsc;
 
-const D: &str = "a.test";
+use common::el;
 
-fn el(xml: &str) -> Element {
-    let mut r = StreamReader::new(
-        StreamKind::Client,
-        Limits::default(),
-        std::time::Instant::now(),
-    );
-    r.set_authenticated();
-    r.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
-    r.feed(xml.as_bytes());
-    loop {
-        match r.poll_event().unwrap() {
-            Some(Event::Element(e)) => return e,
-            Some(_) => {}
-            None => panic!("no element in {xml}"),
-        }
-    }
-}
+const D: &str = "a.test";
 
 /// What the router sent to remote domains: (to, name, type).
 #[derive(Debug, Default)]
@@ -397,5 +383,63 @@ async fn core_family_remote_presence_mapped_per_client() {
     assert_eq!(
         show_status(&p),
         (Some("away".into()), Some("In a meeting".into()))
+    );
+}
+
+/// `Router::handle_remote_message` (the SIP gateway answers a MESSAGE by it): the
+/// outcome comes back to the caller instead of an error stanza to the remote sender.
+/// Stored offline and delivered are `Ok`; an unknown local user is
+/// `service-unavailable`, and nothing is sent to the remote domain, where
+/// `handle_remote` would have bounced an error to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handle_remote_message_returns_the_outcome_instead_of_bouncing() {
+    use fedgate_xmpp::stanza::StanzaErrorCondition as Cond;
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path(), Vec::new()).await;
+    let chat = |to: &str, body: &str| {
+        el(&format!(
+            "<message from='bob@lync.test' to='{to}' type='chat'><body>{body}</body></message>"
+        ))
+    };
+    // alice is offline: stored (CoreConfig::default() stores).
+    assert_eq!(
+        env.router
+            .handle_remote_message(chat("alice@a.test", "stored"))
+            .await,
+        Ok(())
+    );
+    // carol does not exist.
+    assert_eq!(
+        env.router
+            .handle_remote_message(chat("carol@a.test", "nobody"))
+            .await,
+        Err(Cond::ServiceUnavailable)
+    );
+    assert_eq!(env.links.take(), vec![], "no error stanza to lync.test");
+    env.router
+        .handle_remote(chat("carol@a.test", "nobody"))
+        .await;
+    assert_eq!(
+        env.links.take(),
+        vec![(
+            "bob@lync.test".to_owned(),
+            "message".to_owned(),
+            "error".to_owned()
+        )],
+        "handle_remote bounces it"
+    );
+    // alice online: delivered to her session.
+    let mut s = env.login().await;
+    while s.rx.try_recv().is_ok() {}
+    assert_eq!(
+        env.router
+            .handle_remote_message(chat("alice@a.test", "live"))
+            .await,
+        Ok(())
+    );
+    let got = s.rx.try_recv().unwrap();
+    assert_eq!(
+        got.get_child("body", "jabber:client").map(|b| b.text()),
+        Some("live".into())
     );
 }

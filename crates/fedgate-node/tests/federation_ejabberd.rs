@@ -9,38 +9,20 @@
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{hosts_and_lease_fedgate_a, start, xmpp_federation_toml};
 use fedgate_node::config::NodeConfig;
-use fedgate_node::core::Node;
 use fedgate_policy::{SubscriptionKey, SubscriptionState, UserAddress};
-use fedgate_testkit::{Ejabberd, IpLease, SLIXMPP, XmppClient, field, hosts, peers_or_skip};
+use fedgate_testkit::{Ejabberd, SLIXMPP, XmppClient, field, hosts, peers_or_skip};
 
 const T: Duration = Duration::from_secs(30);
 
 fn config(dir: &std::path::Path) -> NodeConfig {
-    let (fedgate, ip) = hosts::FEDGATE_A;
-    let (ejabberd, eip) = hosts::EJABBERD_C;
-    NodeConfig::from_toml_str(&format!(
-        r#"
-        [node]
-        name = "ejabberd-interop"
-        data_dir = "{}"
-        domains = ["{fedgate}"]
-        [tls]
-        generate = true
-        [xmpp.s2s]
-        listen = "{ip}:5269"
-        [xmpp.c2s]
-        listen = "{ip}:0"
-        [[federation.domain]]
-        name = "{ejabberd}"
-        protocol = "xmpp"
-        targets = ["{eip}:5269"]
-        "#,
-        dir.display()
-    ))
-    .unwrap()
+    let toml = xmpp_federation_toml("ejabberd-interop", dir, 0, hosts::EJABBERD_C, "");
+    NodeConfig::from_toml_str(&toml).unwrap()
 }
 
 /// Waits for a presence from `from` with `show`, returns the line.
@@ -56,18 +38,10 @@ async fn federation_ejabberd_subscribe_presence_messages() {
     if !peers_or_skip(&["ejabberdctl", "erl", "epmd", SLIXMPP]) {
         return;
     }
-    let lease = tokio::task::spawn_blocking(|| {
-        hosts::ensure_test_hosts().unwrap();
-        IpLease::acquire(hosts::FEDGATE_A.1, Duration::from_secs(600)).unwrap()
-    })
-    .await
-    .unwrap();
+    let lease = hosts_and_lease_fedgate_a().await;
     let dir = tempfile::tempdir().unwrap();
-    let v = config(dir.path()).validate().unwrap();
-    let tls = v.load_tls().unwrap();
-    let node = Node::start(&v, tls.as_ref()).await.unwrap();
+    let node = start(config(dir.path()), &[("alice", "alice-pw")]).await;
     let a: UserAddress = "alice@fedgate-a.test".parse().unwrap();
-    node.users().add_user(&a, "alice-pw").await.unwrap();
     let port = node.c2s_addr().unwrap().port();
     let policy = node.router().user_policy().unwrap();
     let t0 = Instant::now();

@@ -16,10 +16,12 @@
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::time::Duration;
 
+use common::{start, xmpp_federation_toml};
 use fedgate_node::config::NodeConfig;
-use fedgate_node::core::Node;
 use fedgate_policy::{
     ConfigError, Domain, PolicyError, Rule, RuleTarget, UserAddress, XmppListing,
 };
@@ -32,26 +34,11 @@ const T: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_secs(2);
 
 fn config(dir: &std::path::Path, dns: &str) -> NodeConfig {
-    let (fedgate, ip) = hosts::FEDGATE_A;
-    let (prosody, pip) = hosts::PROSODY_A;
-    NodeConfig::from_toml_str(&format!(
+    let (fedgate, prosody) = (hosts::FEDGATE_A.0, hosts::PROSODY_A.0);
+    let extra = format!(
         r#"
-        [node]
-        name = "policy"
-        data_dir = "{}"
-        domains = ["{fedgate}"]
-        [tls]
-        generate = true
-        [xmpp.s2s]
-        listen = "{ip}:5269"
-        [xmpp.c2s]
-        listen = "{ip}:0"
         [dns]
         nameservers = ["{dns}"]
-        [[federation.domain]]
-        name = "{prosody}"
-        protocol = "xmpp"
-        targets = ["{pip}:5269"]
         [[federation.domain]]
         name = "lync.test"
         protocol = "sip"
@@ -59,10 +46,10 @@ fn config(dir: &std::path::Path, dns: &str) -> NodeConfig {
         user = "alice@{fedgate}"
         allow = ["dave@{prosody}"]
         block = ["eve@{prosody}"]
-        "#,
-        dir.display()
-    ))
-    .unwrap()
+        "#
+    );
+    let toml = xmpp_federation_toml("policy", dir, 0, hosts::PROSODY_A, &extra);
+    NodeConfig::from_toml_str(&toml).unwrap()
 }
 
 /// No line matching `p` arrives within [`QUIET`], and none came before that the test
@@ -122,16 +109,12 @@ async fn federation_policy_end_to_end() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let v = config(dir.path(), &dns.addr().to_string())
-        .validate()
-        .unwrap();
-    let tls = v.load_tls().unwrap();
-    let node = Node::start(&v, tls.as_ref()).await.unwrap();
+    let node = start(
+        config(dir.path(), &dns.addr().to_string()),
+        &[("alice", "alice-pw")],
+    )
+    .await;
     let alice_addr: UserAddress = "alice@fedgate-a.test".parse().unwrap();
-    node.users()
-        .add_user(&alice_addr, "alice-pw")
-        .await
-        .unwrap();
     let port = node.c2s_addr().unwrap().port();
     let policy = node.router().user_policy().unwrap();
 

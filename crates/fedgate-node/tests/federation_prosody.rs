@@ -7,41 +7,21 @@
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{hosts_and_lease_fedgate_a, start, xmpp_federation_toml};
 use fedgate_node::config::NodeConfig;
-use fedgate_node::core::Node;
-use fedgate_policy::UserAddress;
-use fedgate_testkit::{IpLease, Prosody, SLIXMPP, XmppClient, field, hosts, peers_or_skip};
+use fedgate_testkit::{Prosody, SLIXMPP, XmppClient, field, hosts, peers_or_skip};
 
 const T: Duration = Duration::from_secs(30);
 
 fn config(dir: &std::path::Path) -> NodeConfig {
-    let (fedgate, ip) = hosts::FEDGATE_A;
-    let (prosody, pip) = hosts::PROSODY_A;
-    NodeConfig::from_toml_str(&format!(
-        r#"
-        [node]
-        name = "prosody-interop"
-        data_dir = "{}"
-        domains = ["{fedgate}"]
-        [tls]
-        generate = true
-        [xmpp.s2s]
-        listen = "{ip}:5269"
-        [xmpp.c2s]
-        listen = "{ip}:0"
-        [[sip.listeners]]
-        transport = "tls"
-        address = "{ip}:0"
-        [[federation.domain]]
-        name = "{prosody}"
-        protocol = "xmpp"
-        targets = ["{pip}:5269"]
-        "#,
-        dir.display()
-    ))
-    .unwrap()
+    let ip = hosts::FEDGATE_A.1;
+    let sip = format!("[[sip.listeners]]\ntransport = \"tls\"\naddress = \"{ip}:0\"");
+    let toml = xmpp_federation_toml("prosody-interop", dir, 0, hosts::PROSODY_A, &sip);
+    NodeConfig::from_toml_str(&toml).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,18 +29,9 @@ async fn federation_prosody_subscribe_presence_messages() {
     if !peers_or_skip(&["prosody", "prosodyctl", SLIXMPP]) {
         return;
     }
-    let lease = tokio::task::spawn_blocking(|| {
-        hosts::ensure_test_hosts().unwrap();
-        IpLease::acquire(hosts::FEDGATE_A.1, Duration::from_secs(600)).unwrap()
-    })
-    .await
-    .unwrap();
+    let lease = hosts_and_lease_fedgate_a().await;
     let dir = tempfile::tempdir().unwrap();
-    let v = config(dir.path()).validate().unwrap();
-    let tls = v.load_tls().unwrap();
-    let node = Node::start(&v, tls.as_ref()).await.unwrap();
-    let a: UserAddress = "alice@fedgate-a.test".parse().unwrap();
-    node.users().add_user(&a, "alice-pw").await.unwrap();
+    let node = start(config(dir.path()), &[("alice", "alice-pw")]).await;
     let port = node.c2s_addr().unwrap().port();
     assert_eq!(node.s2s_addr().unwrap().port(), 5269);
     let t0 = Instant::now();

@@ -15,12 +15,15 @@
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::xmpp_federation_toml;
 use fedgate_node::cli::{Cli, execute};
 use fedgate_policy::{PolicyStore, SubscriptionState, UserAddress};
 use fedgate_store::{OfflineStore, RosterStore, SqliteStore};
@@ -54,32 +57,9 @@ fn cli(args: &[&str]) {
 }
 
 fn write_config(dir: &Path, c2s_port: u16) -> PathBuf {
-    let (fedgate, ip) = hosts::FEDGATE_A;
-    let (prosody, pip) = hosts::PROSODY_A;
     let path = dir.join("fedgate.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[node]
-name = "restart"
-data_dir = "{}"
-domains = ["{fedgate}"]
-[tls]
-generate = true
-[xmpp.s2s]
-listen = "{ip}:5269"
-[xmpp.c2s]
-listen = "{ip}:{c2s_port}"
-[[federation.domain]]
-name = "{prosody}"
-protocol = "xmpp"
-targets = ["{pip}:5269"]
-"#,
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
+    let toml = xmpp_federation_toml("restart", &dir.join("data"), c2s_port, hosts::PROSODY_A, "");
+    std::fs::write(&path, toml).unwrap();
     path
 }
 
@@ -259,6 +239,16 @@ fn federation_restart_sigkill_then_sigterm() {
     eprintln!("{p}");
     let st = node.wait_exit(T).unwrap();
     assert!(st.success(), "{st}\n{}", tail_file(&log, 40));
+    // Both s2s streams with Prosody were closed with closing tags (RFC 6120 §4.4), none
+    // aborted.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let after = &text[text.rfind("shutting down").unwrap()..];
+    assert!(
+        after.contains("xmpp: outbound stream closed")
+            && after.contains("xmpp: inbound stream closed")
+            && !after.contains("aborted"),
+        "{after}"
+    );
     step("SIGTERM: unavailable sent, clean exit");
     bob.quit();
     drop(alice_c);

@@ -9,10 +9,12 @@
 #[path = "../examples/two_nodes.rs"]
 mod two_nodes;
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use fedgate_policy::XmppMode;
-use fedgate_testkit::{DnsRecord, Dnsmasq, IpLease, SLIXMPP, field, peers_or_skip};
+use fedgate_testkit::{DnsRecord, Dnsmasq, SLIXMPP, field, peers_or_skip};
 use two_nodes::{A, B, Crossed, Options};
 
 fn must(c: &Crossed, who: &str, prefix: &str) -> String {
@@ -110,14 +112,7 @@ async fn federation_inbound_from_denied_domain_is_refused() {
     if !peers_or_skip(&[SLIXMPP, "dnsmasq"]) {
         return;
     }
-    let leases = tokio::task::spawn_blocking(|| {
-        (
-            IpLease::acquire(A.1, Duration::from_secs(600)).unwrap(),
-            IpLease::acquire(B.1, Duration::from_secs(600)).unwrap(),
-        )
-    })
-    .await
-    .unwrap();
+    let leases = common::lease(&[A.1, B.1]).await;
     let dns = tokio::task::spawn_blocking(|| {
         Dnsmasq::start(B.1, 5353, &[DnsRecord::a("fedgate-a.test", A.1)]).unwrap()
     })

@@ -9,67 +9,14 @@
 //! interop tests, so it waits for them.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fedgate_testkit::peers_or_skip;
+use fedgate_testkit::{build_examples, peers_or_skip, wait_within};
 
 const CLIENTS: usize = 8;
 const N: u64 = 300;
 const BOUND: Duration = Duration::from_secs(600);
-
-/// `(target dir, profile dir)` of this test binary (`<target>/<profile>/deps/<test>`).
-fn dirs() -> (PathBuf, PathBuf) {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    (profile.parent().unwrap().to_path_buf(), profile)
-}
-
-fn build_example() -> PathBuf {
-    let (target, profile) = dirs();
-    let mut cmd = Command::new(env!("CARGO"));
-    // Both load examples in one build: node_load_smoke shares it (a no-op for the
-    // second test, and for both under `cargo test`, which builds examples anyway).
-    cmd.args([
-        "build",
-        "-p",
-        "fedgate-node",
-        "--example",
-        "s2s_load",
-        "--example",
-        "node_load",
-        "--target-dir",
-    ])
-    .arg(&target)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // What cargo set for this test process; inherited, it would change build scripts'
-    // fingerprints (ring's watches CARGO_MANIFEST_DIR) and rebuild everything twice.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_BIN_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&&*k)
-        {
-            cmd.env_remove(&*k);
-        }
-    }
-    if profile.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let st = cmd.status().unwrap();
-    assert!(st.success(), "building the example: {st}");
-    profile.join("examples").join("node_load")
-}
 
 #[test]
 fn node_load_runs_with_a_tiny_load() {
@@ -77,8 +24,9 @@ fn node_load_runs_with_a_tiny_load() {
     if peers_or_skip(&["prosody", "prosodyctl"]) {
         peers.push("prosody");
     }
-    let exe = build_example();
-    let mut child = Command::new(&exe)
+    // Both load examples in one build, shared by node_load_smoke and s2s_load_smoke.
+    let exe = build_examples("fedgate-node", &["s2s_load", "node_load"]).join("node_load");
+    let child = Command::new(&exe)
         .args(["--clients", &CLIENTS.to_string(), "--n", &N.to_string()])
         .args(["--updates", "3", "--lat-secs", "1", "--rate", "300"])
         .args(["--timeout", "60", "--peers", &peers.join(",")])
@@ -86,16 +34,7 @@ fn node_load_runs_with_a_tiny_load() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + BOUND;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("node_load did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within(child, BOUND, "node_load");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{text}");
     assert!(out.status.success(), "{text}");

@@ -14,24 +14,23 @@
 //!   (`trying the next target`, one line per failed attempt, with the failed target).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{SipPair, lease, login, scenario, sip_pair, start};
 use fedgate_node::config::NodeConfig;
-use fedgate_node::core::Node;
 use fedgate_node::sip::{SipTransport, SipUa, SipUaConfig, SipUaEvent, Target, TransportConfig};
-use fedgate_policy::UserAddress;
 use fedgate_sip::{Address, Host};
 use fedgate_sip_txn::ua::address;
 use fedgate_sip_txn::{CloseReason, EndpointConfig, SubEnd, UaConfig};
 use fedgate_testkit::process::free_port;
 use fedgate_testkit::{
-    CertPair, DnsRecord, Dnsmasq, IpLease, SLIXMPP, SipTransport as SippTransport, Sipp,
-    XmppClient, field, peers_or_skip,
+    DnsRecord, Dnsmasq, SLIXMPP, SipTransport as SippTransport, Sipp, field, peers_or_skip,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -96,6 +95,15 @@ fn addr(s: &str) -> Address {
     address(s).unwrap()
 }
 
+/// A loopback port with nobody listening (bound, then closed at once).
+async fn dead_port() -> SocketAddr {
+    tokio::net::TcpListener::bind(SocketAddr::from((LO, 0)))
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// RFC 3261 §8.1.3.1 / §17.1.4: the transport's failed connect reaches the transaction
 /// at once: the INVITE's session closes with 503 and the initial SUBSCRIBE ends with
 /// 503, each within a second of tokio time (Timer B/F would take 32 s).
@@ -117,11 +125,7 @@ async fn transport_error_fails_invite_and_subscribe_at_once() {
         SipUaConfig::new(UaConfig::new(ep, contact)),
     );
     // A port with nobody listening.
-    let dead = tokio::net::TcpListener::bind(SocketAddr::from((LO, 0)))
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port().await;
     let t0 = Instant::now();
     let session = ua
         .open_session(
@@ -144,11 +148,7 @@ async fn transport_error_fails_invite_and_subscribe_at_once() {
     );
     // Another dead target (the first one is held down by the transport now, which
     // fails the send synchronously; this one fails in the connection task).
-    let dead2 = tokio::net::TcpListener::bind(SocketAddr::from((LO, 0)))
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead2 = dead_port().await;
     let t1 = Instant::now();
     let sub = ua
         .subscribe(
@@ -174,86 +174,6 @@ async fn transport_error_fails_invite_and_subscribe_at_once() {
 
 // ---- a whole node, two targets, the first dead ---------------------------------------
 
-fn cert_files(dir: &Path, name: &str) -> CertPair {
-    let c = fedgate_node::tls::self_signed(&[name]).unwrap();
-    let pair = CertPair {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    };
-    std::fs::write(&pair.cert, &c.cert_pem).unwrap();
-    std::fs::write(&pair.key, &c.key_pem).unwrap();
-    pair
-}
-
-async fn start(cfg: NodeConfig, users: &[(&str, &str)]) -> Node {
-    let v = cfg.validate().unwrap();
-    let tls = v.load_tls().unwrap();
-    let node = Node::start(&v, tls.as_ref()).await.unwrap();
-    let domain = v.local_domains[0].as_str().to_owned();
-    for (u, p) in users {
-        let a: UserAddress = format!("{u}@{domain}").parse().unwrap();
-        node.users().add_user(&a, p).await.unwrap();
-    }
-    node
-}
-
-fn login(node: &Node, jid: &str, pw: &str) -> XmppClient {
-    let c2s = node.c2s_addr().unwrap();
-    let ip = match c2s.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => unreachable!(),
-    };
-    XmppClient::connect_port(jid, pw, ip, c2s.port()).unwrap()
-}
-
-/// A fedgate deployment `me` listening for SIP over mutual TLS on `me.1:port`, with the
-/// SIP domain `peer` at `targets`, in that order.
-fn tls_node_config(
-    me: (&str, Ipv4Addr),
-    port: u16,
-    peer: &str,
-    targets: &[SocketAddr],
-    dir: &Path,
-    cert: &CertPair,
-    peer_cert: &CertPair,
-) -> NodeConfig {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    let text = format!(
-        r#"
-        [node]
-        name = "{me}"
-        data_dir = "{dir}"
-        domains = ["{me}"]
-        [tls]
-        cert = "{cert}"
-        key = "{key}"
-        roots = ["{peer_cert}"]
-        [xmpp.s2s]
-        enabled = false
-        [xmpp.c2s]
-        listen = "{ip}:0"
-        [sip]
-        enabled = true
-        require_client_cert = true
-        [[sip.listeners]]
-        transport = "tls"
-        address = "{ip}:{port}"
-        [[federation.domain]]
-        name = "{peer}"
-        protocol = "sip"
-        targets = [{targets}]
-        "#,
-        me = me.0,
-        ip = me.1,
-        targets = targets.join(", "),
-        dir = dir.display(),
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        peer_cert = peer_cert.cert.display(),
-    );
-    NodeConfig::from_toml_str(&text).unwrap()
-}
-
 /// Node A's partner domain fedgate-b.test has two static targets: 127.0.0.99 (closed
 /// port) first, node B second. alice's message reaches carol within a few seconds
 /// (one failover), and her subscription, sent next, goes straight to B: the dead
@@ -264,40 +184,15 @@ async fn message_fails_over_to_the_live_node_and_the_dead_target_is_held_down() 
     if !peers_or_skip(&[SLIXMPP]) {
         return;
     }
-    let leases = tokio::task::spawn_blocking(|| {
-        (
-            IpLease::acquire(A.1, Duration::from_secs(600)).unwrap(),
-            IpLease::acquire(B.1, Duration::from_secs(600)).unwrap(),
-        )
-    })
-    .await
-    .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, cb) = (cert_files(certs.path(), A.0), cert_files(certs.path(), B.0));
-    let (pa, pb) = (free_port(A.1).unwrap(), free_port(B.1).unwrap());
+    let leases = lease(&[A.1, B.1]).await;
     let dead = SocketAddr::from((DEAD, free_port(DEAD).unwrap()));
-    let live = SocketAddr::from((B.1, pb));
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(
-        tls_node_config(A, pa, B.0, &[dead, live], da.path(), &ca, &cb),
-        &[("alice", "alice-pw")],
-    )
-    .await;
-    let b = start(
-        tls_node_config(
-            B,
-            pb,
-            A.0,
-            &[SocketAddr::from((A.1, pa))],
-            db.path(),
-            &cb,
-            &ca,
-        ),
-        &[("carol", "carol-pw")],
-    )
-    .await;
-    let mut alice = login(&a, "alice@fedgate-a.test", "alice-pw");
-    let mut carol = login(&b, "carol@fedgate-b.test", "carol-pw");
+    let SipPair {
+        a,
+        b,
+        mut alice,
+        mut carol,
+        dirs: _dirs,
+    } = sip_pair(&[dead]).await;
     let run = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
         alice
@@ -336,12 +231,6 @@ async fn message_fails_over_to_the_live_node_and_the_dead_target_is_held_down() 
 
 // ---- SRV failover to SIPp -------------------------------------------------------------
 
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/sipp")
-        .join(name)
-}
-
 /// `lync.test` has no static targets: `_sipfederationtls._tcp.lync.test` (dnsmasq)
 /// lists `unreachable.test` (127.0.0.99, closed port) and `lync-live.test` (SIPp) with
 /// the same priority; the SRV weights (65535 : 0) make the dead one the first pick
@@ -355,10 +244,7 @@ async fn srv_targets_of_equal_priority_fail_over_to_sipp() {
     if !peers_or_skip(&["sipp", "dnsmasq", SLIXMPP]) {
         return;
     }
-    let lease =
-        tokio::task::spawn_blocking(|| IpLease::acquire(A.1, Duration::from_secs(600)).unwrap())
-            .await
-            .unwrap();
+    let lease = lease(&[A.1]).await;
     let sipp_port = free_port(LO).unwrap();
     let dead_port = free_port(DEAD).unwrap();
     let dead = SocketAddr::from((DEAD, dead_port));

@@ -11,31 +11,20 @@
 //! test takes both addresses with an [`IpLease`].
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::{SipPair, cert_files, lease, login, logs, scenario, sip_addr, sip_pair, start};
 use fedgate_node::config::{NodeConfig, SipTransportKind};
 use fedgate_node::core::Node;
-use fedgate_policy::UserAddress;
 use fedgate_testkit::process::free_port;
 use fedgate_testkit::{
-    CertPair, IpLease, SLIXMPP, SipTransport as SippTransport, Sipp, SippResult, Stunnel,
-    XmppClient, field, peers_or_skip,
+    SLIXMPP, SipTransport as SippTransport, Sipp, SippResult, SippServer, Stunnel, XmppClient,
+    field, peers_or_skip,
 };
-
-/// A self-signed end-entity certificate for `name` (serverAuth and clientAuth), as PEM
-/// files in `dir`.
-fn cert_files(dir: &Path, name: &str) -> CertPair {
-    let c = fedgate_node::tls::self_signed(&[name]).unwrap();
-    let pair = CertPair {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    };
-    std::fs::write(&pair.cert, &c.cert_pem).unwrap();
-    std::fs::write(&pair.key, &c.key_pem).unwrap();
-    pair
-}
 
 const A: (&str, Ipv4Addr) = ("fedgate-a.test", Ipv4Addr::new(127, 0, 0, 10));
 const B: (&str, Ipv4Addr) = ("fedgate-b.test", Ipv4Addr::new(127, 0, 0, 11));
@@ -48,12 +37,6 @@ const BOUND: Duration = Duration::from_secs(120);
 const TEXT1: &str = "Hello from Lync (first message, in the INVITE)";
 const TEXT2: &str = "Second message from Lync";
 const TEXT3: &str = "Grüße aus Lync ✓";
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/sipp")
-        .join(name)
-}
 
 /// The node config: `me` with SIP federation on (listeners as given), `lync.test` as a
 /// SIP peer at `lync_target` (plain TCP outbound), and `extra` TOML appended.
@@ -96,33 +79,31 @@ fn tcp_listener() -> String {
     )
 }
 
-async fn start(cfg: NodeConfig, users: &[(&str, &str)]) -> Node {
-    let v = cfg.validate().unwrap();
-    let tls = v.load_tls().unwrap();
-    let node = Node::start(&v, tls.as_ref()).await.unwrap();
-    let domain = v.local_domains[0].as_str().to_owned();
-    for (u, p) in users {
-        let a: UserAddress = format!("{u}@{domain}").parse().unwrap();
-        node.users().add_user(&a, p).await.unwrap();
-    }
-    node
+/// The node with a TCP listener and a generated certificate, `lync.test` at `lync` (if
+/// any), and the user juliet.
+async fn juliet_node(dir: &Path, lync: Option<SocketAddr>) -> Node {
+    start(
+        config(dir, &tcp_listener(), lync, "[tls]\ngenerate = true"),
+        &[("juliet", "juliet-pw")],
+    )
+    .await
 }
 
-fn sip_addr(node: &Node, kind: SipTransportKind) -> SocketAddr {
-    node.sip_addrs()
-        .into_iter()
-        .find(|(k, _)| *k == kind)
-        .map(|(_, a)| a)
-        .unwrap()
+fn login_juliet(node: &Node) -> XmppClient {
+    login(node, "juliet@fedgate-a.test", "juliet-pw")
 }
 
-fn login(node: &Node, jid: &str, pw: &str) -> XmppClient {
-    let c2s = node.c2s_addr().unwrap();
-    let ip = match c2s.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => unreachable!(),
-    };
-    XmppClient::connect_port(jid, pw, ip, c2s.port()).unwrap()
+/// SIPp serving the scenario `name` as Lync over TCP on `addr`, with `args`.
+async fn serve_uas(
+    name: &'static str,
+    addr: SocketAddr,
+    args: &'static [&'static str],
+) -> SippServer {
+    tokio::task::spawn_blocking(move || {
+        Sipp::serve(&scenario(name), addr, SippTransport::Tcp, args).unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 /// SIPp UAC arguments: the Lync user `lync_user@lync_domain` calling `service`.
@@ -152,6 +133,15 @@ fn assert_sipp(what: &str, r: &SippResult) {
     assert!(r.passed(), "{what}: SIPp failed: {r:#?}");
 }
 
+/// Waits (at most `within`, on a blocking thread) for the SIPp UAS `server` to end, and
+/// checks that its scenario `what` passed.
+async fn assert_uas_passed(what: &str, server: SippServer, within: Duration) {
+    let r = tokio::task::spawn_blocking(move || server.wait(within).unwrap())
+        .await
+        .unwrap();
+    assert_sipp(what, &r);
+}
+
 /// Runs the SIPp UAC `name` against `to` on a blocking thread.
 fn run_uac(
     name: &'static str,
@@ -173,14 +163,6 @@ fn skip() -> bool {
     !peers_or_skip(&["sipp", SLIXMPP])
 }
 
-/// Logs to the test output with `RUST_LOG` (e.g. `fedgate_node=debug`).
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 /// Issue 8, test 1: SIPp (Lync) subscribes to juliet → pending → the slixmpp client
 /// approves → NOTIFY active with Available (3500) → juliet sets dnd → NOTIFY with Busy
 /// (6500, Table 3) → Lync refreshes (NOTIFY with the full state, 6500) → Lync
@@ -192,14 +174,10 @@ async fn sip_watcher_pending_approved_then_busy() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = start(
-        config(dir.path(), &tcp_listener(), None, "[tls]\ngenerate = true"),
-        &[("juliet", "juliet-pw")],
-    )
-    .await;
+    let node = juliet_node(dir.path(), None).await;
     let sip = sip_addr(&node, SipTransportKind::Tcp);
     let client = tokio::task::spawn_blocking({
-        let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+        let mut juliet = login_juliet(&node);
         move || {
             juliet
                 .expect(|l| l == "subscribe from=bob@lync.test", T)
@@ -233,28 +211,14 @@ async fn sip_notify_msrtc_mapped_by_table1() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(LO).unwrap();
     let uas_addr = SocketAddr::from((LO, port));
-    let server = tokio::task::spawn_blocking(move || {
-        Sipp::serve(
-            &scenario("lync_notifier_uas.xml"),
-            uas_addr,
-            SippTransport::Tcp,
-            &["-d", "700", "-timeout", "40s", "-timeout_error"],
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
-    let node = start(
-        config(
-            dir.path(),
-            &tcp_listener(),
-            Some(uas_addr),
-            "[tls]\ngenerate = true",
-        ),
-        &[("juliet", "juliet-pw")],
+    let server = serve_uas(
+        "lync_notifier_uas.xml",
+        uas_addr,
+        &["-d", "700", "-timeout", "40s", "-timeout_error"],
     )
     .await;
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let node = juliet_node(dir.path(), Some(uas_addr)).await;
+    let mut juliet = login_juliet(&node);
     let lines = tokio::task::spawn_blocking(move || {
         juliet.command("subscribe bob@lync.test", T).unwrap();
         // The subscription is confirmed first (the first active NOTIFY), then each
@@ -285,10 +249,7 @@ async fn sip_notify_msrtc_mapped_by_table1() {
     assert_eq!(field(&away, "show").as_deref(), Some("away"), "{away}");
     assert_eq!(field(&away, "status").as_deref(), Some(""), "{away}");
     assert_eq!(field(&off, "type").as_deref(), Some("unavailable"), "{off}");
-    let r = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
-    assert_sipp("lync_notifier_uas", &r);
+    assert_uas_passed("lync_notifier_uas", server, Duration::from_secs(30)).await;
     node.shutdown().await;
 }
 
@@ -305,29 +266,15 @@ async fn sip_session_im_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(LO).unwrap();
     let uas_addr = SocketAddr::from((LO, port));
-    let server = tokio::task::spawn_blocking(move || {
-        Sipp::serve(
-            &scenario("lync_im_uas.xml"),
-            uas_addr,
-            SippTransport::Tcp,
-            &["-timeout", "40s", "-timeout_error"],
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
-    let node = start(
-        config(
-            dir.path(),
-            &tcp_listener(),
-            Some(uas_addr),
-            "[tls]\ngenerate = true",
-        ),
-        &[("juliet", "juliet-pw")],
+    let server = serve_uas(
+        "lync_im_uas.xml",
+        uas_addr,
+        &["-timeout", "40s", "-timeout_error"],
     )
     .await;
+    let node = juliet_node(dir.path(), Some(uas_addr)).await;
     let sip = sip_addr(&node, SipTransportKind::Tcp);
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let mut juliet = login_juliet(&node);
 
     // Lync → juliet.
     let uac = run_uac(
@@ -386,7 +333,7 @@ async fn sip_session_im_both_ways() {
 
 /// Waits for a SIPp UAS and returns its result and its message log. The log lives in
 /// the server's folder, which `wait` removes: it is read once it holds the BYE (bounded).
-fn server_wait(server: fedgate_testkit::SippServer) -> (SippResult, String) {
+fn server_wait(server: SippServer) -> (SippResult, String) {
     let path = server.dir().join("messages.log");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
@@ -411,13 +358,9 @@ async fn sip_refused_domain_and_polite_block() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = start(
-        config(dir.path(), &tcp_listener(), None, "[tls]\ngenerate = true"),
-        &[("juliet", "juliet-pw")],
-    )
-    .await;
+    let node = juliet_node(dir.path(), None).await;
     let sip = sip_addr(&node, SipTransportKind::Tcp);
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let mut juliet = login_juliet(&node);
 
     // Not permitted: 403 (the scenario fails on anything else), nothing reaches juliet.
     let r = run_uac(
@@ -504,7 +447,7 @@ async fn sip_im_over_mutual_tls_through_stunnel() {
     )
     .await;
     let tls_addr = sip_addr(&node, SipTransportKind::Tls);
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let mut juliet = login_juliet(&node);
 
     let r = tokio::task::spawn_blocking(move || {
         let local = SocketAddr::from((LO, free_port(LO).unwrap()));
@@ -550,55 +493,6 @@ async fn sip_im_over_mutual_tls_through_stunnel() {
     node.shutdown().await;
 }
 
-/// The config of one of two fedgate deployments federating over SIP with mutual TLS:
-/// `me` listens on `me.1:port`, the peer is a SIP domain at `peer.1:peer_port`.
-#[allow(clippy::too_many_arguments)]
-fn two_node_config(
-    me: (&str, Ipv4Addr),
-    port: u16,
-    peer: (&str, Ipv4Addr),
-    peer_port: u16,
-    dir: &Path,
-    cert: &CertPair,
-    peer_cert: &CertPair,
-) -> NodeConfig {
-    let text = format!(
-        r#"
-        [node]
-        name = "{me}"
-        data_dir = "{dir}"
-        domains = ["{me}"]
-        [tls]
-        cert = "{cert}"
-        key = "{key}"
-        roots = ["{peer_cert}"]
-        [xmpp.s2s]
-        enabled = false
-        [xmpp.c2s]
-        listen = "{ip}:0"
-        [sip]
-        enabled = true
-        require_client_cert = true
-        [[sip.listeners]]
-        transport = "tls"
-        address = "{ip}:{port}"
-        [[federation.domain]]
-        name = "{peer}"
-        protocol = "sip"
-        targets = ["{peer_ip}:{peer_port}"]
-        "#,
-        me = me.0,
-        ip = me.1,
-        peer = peer.0,
-        peer_ip = peer.1,
-        dir = dir.display(),
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        peer_cert = peer_cert.cert.display(),
-    );
-    NodeConfig::from_toml_str(&text).unwrap()
-}
-
 /// Issue 8, test 5: two fedgate deployments as SIP federation partners over mutual TLS:
 /// subscriptions and presence both ways (carol's dnd reaches alice as Away "Busy":
 /// Table 3 then Table 1), and messages both ways in one session.
@@ -608,30 +502,14 @@ async fn sip_two_fedgate_nodes_over_mutual_tls() {
     if !peers_or_skip(&[SLIXMPP]) {
         return;
     }
-    let leases = tokio::task::spawn_blocking(|| {
-        (
-            IpLease::acquire(A.1, Duration::from_secs(600)).unwrap(),
-            IpLease::acquire(B.1, Duration::from_secs(600)).unwrap(),
-        )
-    })
-    .await
-    .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, cb) = (cert_files(certs.path(), A.0), cert_files(certs.path(), B.0));
-    let (pa, pb) = (free_port(A.1).unwrap(), free_port(B.1).unwrap());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(
-        two_node_config(A, pa, B, pb, da.path(), &ca, &cb),
-        &[("alice", "alice-pw")],
-    )
-    .await;
-    let b = start(
-        two_node_config(B, pb, A, pa, db.path(), &cb, &ca),
-        &[("carol", "carol-pw")],
-    )
-    .await;
-    let mut alice = login(&a, "alice@fedgate-a.test", "alice-pw");
-    let mut carol = login(&b, "carol@fedgate-b.test", "carol-pw");
+    let leases = lease(&[A.1, B.1]).await;
+    let SipPair {
+        a,
+        b,
+        mut alice,
+        mut carol,
+        dirs: _dirs,
+    } = sip_pair(&[]).await;
     let run = tokio::task::spawn_blocking(move || {
         // alice watches carol.
         alice.command("subscribe carol@fedgate-b.test", T).unwrap();
@@ -732,29 +610,16 @@ async fn sip_outbound_subscription_reestablished_after_restart() {
     }
     let dir = tempfile::tempdir().unwrap();
     let serve = |port: u16| {
-        tokio::task::spawn_blocking(move || {
-            Sipp::serve(
-                &scenario("lync_notifier_uas.xml"),
-                SocketAddr::from((LO, port)),
-                SippTransport::Tcp,
-                &["-timeout", "40s", "-timeout_error"],
-            )
-            .unwrap()
-        })
+        serve_uas(
+            "lync_notifier_uas.xml",
+            SocketAddr::from((LO, port)),
+            &["-timeout", "40s", "-timeout_error"],
+        )
     };
     let first = free_port(LO).unwrap();
-    let server = serve(first).await.unwrap();
-    let node = start(
-        config(
-            dir.path(),
-            &tcp_listener(),
-            Some(SocketAddr::from((LO, first))),
-            "[tls]\ngenerate = true",
-        ),
-        &[("juliet", "juliet-pw")],
-    )
-    .await;
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let server = serve(first).await;
+    let node = juliet_node(dir.path(), Some(SocketAddr::from((LO, first)))).await;
+    let mut juliet = login_juliet(&node);
     tokio::task::spawn_blocking(move || {
         juliet.command("subscribe bob@lync.test", T).unwrap();
         juliet
@@ -767,15 +632,17 @@ async fn sip_outbound_subscription_reestablished_after_restart() {
     })
     .await
     .unwrap();
-    let r = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(40)).unwrap())
-        .await
-        .unwrap();
-    assert_sipp("lync_notifier_uas (before the restart)", &r);
+    assert_uas_passed(
+        "lync_notifier_uas (before the restart)",
+        server,
+        Duration::from_secs(40),
+    )
+    .await;
     node.shutdown().await;
 
     // Same store, Lync now at another address; nobody logs in.
     let second = free_port(LO).unwrap();
-    let server = serve(second).await.unwrap();
+    let server = serve(second).await;
     let node = start(
         config(
             dir.path(),
@@ -786,10 +653,12 @@ async fn sip_outbound_subscription_reestablished_after_restart() {
         &[],
     )
     .await;
-    let r = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(40)).unwrap())
-        .await
-        .unwrap();
-    assert_sipp("lync_notifier_uas (after the restart)", &r);
+    assert_uas_passed(
+        "lync_notifier_uas (after the restart)",
+        server,
+        Duration::from_secs(40),
+    )
+    .await;
     node.shutdown().await;
 }
 
@@ -802,11 +671,7 @@ async fn sip_group_chat_with_a_sip_contact_is_refused() {
     logs();
     use fedgate_xmpp::{ElementBuilder, FullJid, ns};
     let dir = tempfile::tempdir().unwrap();
-    let node = start(
-        config(dir.path(), &tcp_listener(), None, "[tls]\ngenerate = true"),
-        &[("juliet", "juliet-pw")],
-    )
-    .await;
+    let node = juliet_node(dir.path(), None).await;
     let full = FullJid::parse("juliet@fedgate-a.test/t").unwrap();
     let mut reg = node.router().register(full.clone());
     let groupchat = ElementBuilder::new("message", ns::CLIENT)
@@ -861,29 +726,11 @@ async fn sip_failures_become_rfc7247_stanza_errors() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(LO).unwrap();
     let uas = SocketAddr::from((LO, port));
-    let serve = move |name: &'static str| {
-        tokio::task::spawn_blocking(move || {
-            Sipp::serve(
-                &scenario(name),
-                uas,
-                SippTransport::Tcp,
-                &["-timeout", "30s", "-timeout_error"],
-            )
-            .unwrap()
-        })
-    };
-    let server = serve("lync_gw_invite_480_uas.xml").await.unwrap();
-    let node = start(
-        config(
-            dir.path(),
-            &tcp_listener(),
-            Some(uas),
-            "[tls]\ngenerate = true",
-        ),
-        &[("juliet", "juliet-pw")],
-    )
-    .await;
-    let mut juliet = login(&node, "juliet@fedgate-a.test", "juliet-pw");
+    let serve =
+        move |name: &'static str| serve_uas(name, uas, &["-timeout", "30s", "-timeout_error"]);
+    let server = serve("lync_gw_invite_480_uas.xml").await;
+    let node = juliet_node(dir.path(), Some(uas)).await;
+    let mut juliet = login_juliet(&node);
     let (mut juliet, e) = tokio::task::spawn_blocking(move || {
         juliet
             .command("send bob@lync.test are you there?", T)
@@ -900,12 +747,9 @@ async fn sip_failures_become_rfc7247_stanza_errors() {
         Some("recipient-unavailable"),
         "{e}"
     );
-    let r = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
-    assert_sipp("lync_gw_invite_480_uas", &r);
+    assert_uas_passed("lync_gw_invite_480_uas", server, Duration::from_secs(30)).await;
 
-    let server = serve("lync_gw_subscribe_404_uas.xml").await.unwrap();
+    let server = serve("lync_gw_subscribe_404_uas.xml").await;
     let e = tokio::task::spawn_blocking(move || {
         juliet.command("subscribe nobody@lync.test", T).unwrap();
         let e = juliet
@@ -921,9 +765,6 @@ async fn sip_failures_become_rfc7247_stanza_errors() {
         Some("item-not-found"),
         "{e}"
     );
-    let r = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)).unwrap())
-        .await
-        .unwrap();
-    assert_sipp("lync_gw_subscribe_404_uas", &r);
+    assert_uas_passed("lync_gw_subscribe_404_uas", server, Duration::from_secs(30)).await;
     node.shutdown().await;
 }

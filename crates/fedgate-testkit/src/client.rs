@@ -30,11 +30,13 @@ pub fn python() -> String {
 ///
 /// Commands ([`send_line`](Self::send_line)): `send <jid> <body>`,
 /// `presence <show|available|unavailable> [status]` (show: `away chat dnd xa`),
-/// `subscribe <jid>`, `approve <jid>`, `deny <jid>`, `roster`, `quit`. Each
+/// `subscribe <jid>`, `approve <jid>`, `deny <jid>`, `roster`,
+/// `chatstate <jid> <composing|paused|active|inactive|gone>` (XEP-0085), `quit`. Each
 /// is acknowledged with `ok <command>` (or `cmderror command=… reason=…`).
 ///
 /// Events ([`expect`](Self::expect)):
-/// `message from=… type=… body=…`, `presence from=… type=… show=… status=…`,
+/// `message from=… type=… [chatstate=…] body=…` (also for a chat state without a
+/// body), `presence from=… type=… show=… status=…`,
 /// `subscribe from=…`, `error from=… condition=… [text=…]`, roster lines
 /// `roster jid=… subscription=… ask=…` and `roster end`. `body`, `status` and
 /// `text` run to the end of the line (newlines escaped as `\n`); read fields

@@ -43,6 +43,10 @@
 //! returns `false` — unless `FEDGATE_REQUIRE_PEERS=1` (CI sets it), when it
 //! panics so the test fails.
 //!
+//! **Examples as programs**: [`build_examples`] builds a package's examples from a
+//! test into the test's own target directory and profile; [`wait_within`] waits for a
+//! child with a bound.
+//!
 //! **Running the tests** (as root, peers installed, see `.ci/run`):
 //! `cargo test -p fedgate-testkit`. The tests prove the harness against the
 //! peers themselves: Prosody↔Prosody ping and message, Prosody↔ejabberd
@@ -117,6 +121,7 @@ mod client;
 mod dnsmasq;
 mod ejabberd;
 mod error;
+mod examples;
 pub mod hosts;
 mod lease;
 pub mod process;
@@ -131,6 +136,7 @@ pub use client::{DRIVER_PY, XmppClient, field, python};
 pub use dnsmasq::{DnsRecord, Dnsmasq};
 pub use ejabberd::{Ejabberd, EjabberdOptions, StartTls};
 pub use error::{Error, Result};
+pub use examples::{build_examples, wait_within};
 pub use lease::IpLease;
 pub use prosody::{Prosody, ProsodyOptions, S2sEncryption};
 pub use sipp::{

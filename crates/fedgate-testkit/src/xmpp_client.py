@@ -3,6 +3,7 @@
 #
 # stdin, one command per line:
 #   send <jid> <body...>          chat message
+#   chatstate <jid> <state>       XEP-0085 chat state alone (composing, paused, active, ...)
 #   presence <show|available|unavailable> [status...]   show: away chat dnd xa
 #   subscribe <jid> | approve <jid> | deny <jid>
 #   roster                        prints "roster jid=.. subscription=.. ask=.." lines, then "roster end"
@@ -11,7 +12,7 @@
 # the line; newlines in them are written as \n):
 #   ready jid=<full jid>
 #   ok <command word>              after each command was handed to the stream
-#   message from=.. type=.. body=..
+#   message from=.. type=.. [chatstate=..] body=..   (chatstate: XEP-0085, if any)
 #   presence from=.. type=.. show=.. status=..
 #   subscribe from=..
 #   error from=.. condition=.. [text=..]
@@ -21,8 +22,12 @@ import os
 import ssl
 import sys
 import threading
+import xml.etree.ElementTree as ET
 
 import slixmpp
+
+
+CHATSTATES = "http://jabber.org/protocol/chatstates"
 
 
 def esc(s):
@@ -48,6 +53,10 @@ class Driver(slixmpp.ClientXMPP):
         self.add_event_handler("failed_auth", lambda _e: self.fatal("auth failed"))
         self.add_event_handler("connection_failed", lambda e: self.fatal("connection failed: %s" % e))
         self.add_event_handler("message", self.on_message)
+        # slixmpp's "message" event needs a <body/>: chat states alone come from the
+        # XEP-0085 plugin's event.
+        self.register_plugin("xep_0085")
+        self.add_event_handler("chatstate", self.on_chatstate)
         self.add_event_handler("presence", self.on_presence)
         self.add_event_handler("disconnected", self.on_disconnected)
         self.quitting = False
@@ -85,7 +94,15 @@ class Driver(slixmpp.ClientXMPP):
         if msg["type"] == "error":
             self.error_line(msg)
             return
-        out("message from=%s type=%s body=%s" % (msg["from"], msg["type"], esc(msg["body"])))
+        state = ""
+        for child in msg.xml:
+            if child.tag.startswith("{" + CHATSTATES + "}"):
+                state = " chatstate=" + child.tag.split("}", 1)[1]
+        out("message from=%s type=%s%s body=%s" % (msg["from"], msg["type"], state, esc(msg["body"])))
+
+    def on_chatstate(self, msg):
+        if not msg["body"] and msg["type"] != "error":
+            self.on_message(msg)
 
     def on_presence(self, pres):
         # The raw attribute: slixmpp's pres["type"] answers the <show/> value.
@@ -104,6 +121,13 @@ class Driver(slixmpp.ClientXMPP):
             if word == "send":
                 to, _, body = rest.partition(" ")
                 self.send_message(mto=to, mbody=body, mtype="chat")
+            elif word == "chatstate":
+                to, _, state = rest.partition(" ")
+                if state not in ("active", "composing", "paused", "inactive", "gone"):
+                    raise ValueError("bad chat state %r" % state)
+                msg = self.make_message(mto=to, mtype="chat")
+                msg.xml.append(ET.Element("{%s}%s" % (CHATSTATES, state)))
+                msg.send()
             elif word == "presence":
                 show, _, status = rest.partition(" ")
                 if show == "unavailable":

@@ -266,6 +266,8 @@ fn scenario_files_are_all_there_and_sane() {
         "fedgate_watcher_mock_uac.xml",
         "lync_gw_blocked_watcher_uac.xml",
         "lync_gw_denied_watcher_uac.xml",
+        "lync_gw_im_refused_uac.xml",
+        "lync_gw_im_typing_uac.xml",
         "lync_gw_invite_480_uas.xml",
         "lync_gw_subscribe_404_uas.xml",
         "lync_gw_subscribe_refused_uac.xml",

@@ -102,8 +102,12 @@
 //!
 //! # Shutdown
 //! [`Node::shutdown`] first sends `unavailable` for every available session to its
-//! watchers (remote ones through the still-open links, with a short grace for the links
-//! to write), then detaches the links and closes the client streams.
+//! watchers (remote ones through the still-open links; with SIP federation, a short
+//! grace, [`SHUTDOWN_GRACE`], for the SIP side to send it), then detaches the links,
+//! closes the s2s streams with `</stream:stream>` (outbound links first, after writing
+//! what they have queued, so the `unavailable` presences are on the wire; then inbound
+//! streams; bounded, see [`S2sOutbound::shutdown`](crate::xmpp::S2sOutbound::shutdown))
+//! and the client streams.
 //!
 //! # Not done yet
 //! * Outbound subscriptions (a local user watching a remote one) are kept in the
@@ -116,8 +120,10 @@
 //! * No roster versioning, no directed-presence bookkeeping (no unavailable sent to
 //!   entities that got directed presence), no XEP-0191 blocking, no privacy lists, no
 //!   carbons, no MUC, no last-presence answer to probes when the contact is offline.
-//!   The s2s streams are not closed with `</stream:stream>` at shutdown (the XMPP
-//!   driver has no way to close them on request); the process exit closes them.
+//! * At shutdown, stanzas a peer sends on an inbound s2s stream after our
+//!   `</stream:stream>` are not processed, and an outbound link that cannot flush and
+//!   close within `XmppLimits::close_timeout` is aborted (what it held is lost, not
+//!   bounced).
 
 mod node;
 mod router;

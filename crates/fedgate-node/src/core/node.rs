@@ -33,8 +33,10 @@ use crate::sipfed::{DispatchLinks, SipGateway, SipGatewayConfig, SipRoutes};
 use crate::tls::{ClientAuth, TlsError, TlsSettings};
 use crate::xmpp::{S2sListener, S2sOutbound, XmppConfig, XmppTls, random_seed};
 
-/// How long [`Node::shutdown`] lets the s2s links write the last `unavailable`
-/// presence before it detaches them (the driver has no flush).
+/// How long [`Node::shutdown`] lets the SIP gateway send the last `unavailable`
+/// presence before it stops it (the SIP side has no flush). The XMPP side needs no
+/// such wait: [`S2sOutbound::shutdown`] writes every queued stanza before
+/// `</stream:stream>`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Why the node did not start.
@@ -247,6 +249,8 @@ async fn start_sip(
     ua.idle_timeout = f.im_idle;
     ua.sdp_host = host;
     ua.sdp_port = port;
+    // The gateway answers each MESSAGE from Lync by the router's outcome (RFC 7247).
+    ua.app_answers_messages = true;
     let (sip_ua, events, ua_task) = SipUa::spawn(transport.clone(), inbound, SipUaConfig::new(ua));
     let dns = match DnsLookup::new(&cfg.dns) {
         Ok(d) => Some(d),
@@ -407,18 +411,23 @@ impl Node {
         self.router.users()
     }
 
-    /// Sends `unavailable` for every available local session to its watchers (remote
-    /// ones through the still-open links, then a short grace, [`SHUTDOWN_GRACE`], for the
-    /// links to write it), stops accepting s2s connections and detaches the remote
-    /// links, closes every client stream with `</stream:stream>`, then stops the store's
-    /// writer thread once the last request is done (bounded wait). Established s2s
-    /// streams end at their idle timeout (the XMPP driver has no way to close them on
-    /// request).
+    /// Graceful shutdown, in this order:
+    /// 1. `unavailable` for every available local session to its watchers, while every
+    ///    link (XMPP and SIP) is still installed; with SIP federation, a short grace
+    ///    ([`SHUTDOWN_GRACE`]) for the SIP side to send it, then SIP stops.
+    /// 2. XMPP federation: the remote links are detached, then [`S2sOutbound::shutdown`]
+    ///    writes what each outbound link has queued (the `unavailable` presences
+    ///    included), sends `</stream:stream>`, waits for the peer's closing tag and
+    ///    closes; then [`S2sListener::shutdown`] stops accepting and closes the inbound
+    ///    streams the same way (stanzas they deliver meanwhile still reach local
+    ///    users); then the inbound pump stops. Each step is bounded by
+    ///    `XmppLimits::close_timeout` (2 s), after which what is left is aborted.
+    /// 3. Every client stream is closed with `</stream:stream>`.
+    /// 4. The store's writer thread stops once the last request is done (bounded wait).
     pub async fn shutdown(mut self) {
         // First, while every link (XMPP and SIP) is still installed: watchers are told.
-        if self.router.broadcast_unavailable_all().await > 0
-            && (self.s2s.is_some() || self.sip.is_some())
-        {
+        // The XMPP links have them queued now; only SIP needs a grace to send them.
+        if self.router.broadcast_unavailable_all().await > 0 && self.sip.is_some() {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
         if let Some(s) = self.sip.take() {
@@ -426,8 +435,9 @@ impl Node {
             s.stop();
         }
         if let Some(s) = self.s2s.take() {
-            drop(s.listener);
             self.router.clear_remote_links();
+            s.outbound.shutdown().await;
+            s.listener.shutdown().await;
             s.pump.abort();
         }
         if let Some(c) = self.c2s.take() {

@@ -210,6 +210,10 @@ pub trait PresenceMapper: Send + Sync + std::fmt::Debug {
 struct Ctx {
     me: Option<SessionId>,
     out: Vec<Element>,
+    /// [`Router::handle_remote_message`]: the error the routed stanza would bounce
+    /// with is recorded here instead of being sent.
+    capture: bool,
+    bounced: Option<Cond>,
 }
 
 #[derive(Debug)]
@@ -522,7 +526,7 @@ impl Router {
         }
         let mut ctx = Ctx {
             me: Some(id),
-            out: Vec::new(),
+            ..Ctx::default()
         };
         match el.name() {
             "message" => {
@@ -546,6 +550,23 @@ impl Router {
     pub async fn handle_remote(&self, el: Element) {
         let mut ctx = Ctx::default();
         self.route(&mut ctx, el).await;
+    }
+
+    /// [`handle_remote`](Router::handle_remote) for a stanza whose sender learns the
+    /// outcome in its own protocol (the SIP gateway answers a MESSAGE by it): `Ok`
+    /// when the router took it (delivered to a session, stored offline, or dropped
+    /// by the delivery rules without an error), `Err(condition)` when it would have
+    /// bounced; the error stanza is then not sent.
+    pub async fn handle_remote_message(&self, el: Element) -> Result<(), Cond> {
+        let mut ctx = Ctx {
+            capture: true,
+            ..Ctx::default()
+        };
+        self.route(&mut ctx, el).await;
+        match ctx.bounced {
+            Some(c) => Err(c),
+            None => Ok(()),
+        }
     }
 
     // ---- plumbing ----------------------------------------------------------------
@@ -684,6 +705,10 @@ impl Router {
     }
 
     fn bounce(&self, ctx: &mut Ctx, el: &Element, c: Cond) {
+        if ctx.capture {
+            ctx.bounced.get_or_insert(c);
+            return;
+        }
         if let Some(err) = error_reply(el.root(), &StanzaError::new(c)) {
             self.deliver_sync(ctx, err);
         }

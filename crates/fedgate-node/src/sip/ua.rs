@@ -88,6 +88,24 @@
 //! waiting for the previous answer; an application that must not pipeline waits
 //! for one of the two before the next request.
 //!
+//! # Answering received MESSAGEs
+//!
+//! With [`UaConfig::app_answers_messages`] (the node sets it for the SIP gateway) an
+//! in-session MESSAGE comes as [`SipUaEvent::MessageToAnswer`] and is answered with
+//! [`SipUa::answer_message`] (2xx, or the status of the delivery failure); the core
+//! answers 504 itself if that does not come within `message_answer_timeout`. Answers
+//! do not go through the command channel: they have a channel of their own, never
+//! full (at most one answer per unanswered MESSAGE, i.e. per live server
+//! transaction), read by one more branch of the run loop before the commands and
+//! the inbound messages, up to 256 per wake-up. An answer must never be dropped: its
+//! transaction would live until the 504, and under load (a window of 1000 MESSAGEs
+//! in flight) those reach `max_transactions` and every new request gets 503. Without
+//! it, the core answers 200 and reports [`SipUaEvent::MessageReceived`], before the
+//! 200 leaves (drain order above). The first message of an INVITE can be taken
+//! before the answer ([`SipUa::take_first_message`]) to refuse the INVITE when it
+//! cannot be delivered. Typing indications go out with [`SipUa::send_typing`] and
+//! come in as [`SipUaEvent::Typing`] (always answered 200 by the core).
+//!
 //! # Connections that end
 //!
 //! A sixth branch reads the transport's connection ends
@@ -111,8 +129,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fedgate_sip::{Address, HeaderKind, Message, Method};
 use fedgate_sip_txn::{
-    CloseReason, Flow, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId, Transmit,
-    UaConfig, UaEvent, UserAgent,
+    CloseReason, Flow, MessageHandle, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId,
+    Transmit, UaConfig, UaEvent, UserAgent,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -133,7 +151,7 @@ use super::transport::{
 pub struct SipUaConfig {
     /// The user agent's configuration.
     pub ua: UaConfig,
-    /// Depth of the command channel; a full one makes calls fail with [`UaError::Busy`].
+    /// Depth of the command channel; a call waits for room when it is full.
     pub commands: usize,
     /// Depth of the event channel (and of the driver's own queue behind it).
     pub events: usize,
@@ -157,7 +175,8 @@ impl SipUaConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UaError {
-    /// The command queue is full: retry later (answer 503 upstream).
+    /// The command queue is full (kept for API stability: calls now wait for room
+    /// and no longer return it).
     #[error("the SIP user agent's command queue is full")]
     Busy,
     /// The driver task has ended.
@@ -275,7 +294,20 @@ pub enum SipUaEvent {
         /// The body.
         body: Bytes,
     },
-    /// A typing indication.
+    /// A message in a session that the application answers
+    /// ([`UaConfig::app_answers_messages`]): call [`SipUa::answer_message`] with
+    /// `message` and a final status (2xx: delivered; an error status otherwise). The
+    /// core answers 504 itself after `message_answer_timeout` (see
+    /// [`fedgate_sip_txn::MESSAGE_ANSWER_TIMEOUT_STATUS`]).
+    MessageToAnswer {
+        /// The answer handle ([`MessageHandle::session`] is the session).
+        message: MessageHandle,
+        /// Content-Type.
+        content_type: Bytes,
+        /// The body.
+        body: Bytes,
+    },
+    /// A typing indication (answered 200 by the core).
     Typing {
         /// The session.
         session: SessionId,
@@ -371,14 +403,29 @@ enum Command {
         session: SessionId,
         reply: Reply<()>,
     },
+    TakeFirstMessage {
+        session: SessionId,
+        reply: Reply<Option<(Bytes, Bytes)>>,
+    },
+    SendTyping {
+        session: SessionId,
+        active: bool,
+        reply: Reply<()>,
+    },
 }
 
 /// The handle to a running SIP user agent: cheap to clone. Every call queues a command
-/// (never waits for room: a full queue is [`UaError::Busy`]) and waits for the driver's
-/// answer, which comes right after the UA processed it.
+/// (waiting for room when the queue is full: nothing is dropped) and waits for the
+/// driver's answer, which comes right after the UA processed it. Answers to received MESSAGEs
+/// ([`SipUa::answer_message`]) are the exception: they go on a channel of their own
+/// that is never full, and are never lost.
 #[derive(Debug, Clone)]
 pub struct SipUa {
     tx: mpsc::Sender<Command>,
+    /// [`SipUa::answer_message`]. Unbounded, but holds at most one answer per
+    /// [`SipUaEvent::MessageToAnswer`], each a live server transaction of the UA:
+    /// bounded by `max_transactions`.
+    answers: mpsc::UnboundedSender<(MessageHandle, u16)>,
 }
 
 impl SipUa {
@@ -390,6 +437,7 @@ impl SipUa {
         cfg: SipUaConfig,
     ) -> (SipUa, mpsc::Receiver<SipUaEvent>, JoinHandle<()>) {
         let (tx, cmds) = mpsc::channel(cfg.commands.max(1));
+        let (answers, answers_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(cfg.events.max(1));
         let failures = Some(transport.take_failures());
         let closed = Some(transport.take_closed());
@@ -400,6 +448,7 @@ impl SipUa {
             transport,
             inbound,
             cmds,
+            answers: answers_rx,
             events: ev_tx,
             waiting: VecDeque::new(),
             max_waiting: cfg.events.max(1),
@@ -410,15 +459,16 @@ impl SipUa {
             tag_n: 0,
         };
         let task = tokio::spawn(driver.run());
-        (SipUa { tx }, ev_rx, task)
+        (SipUa { tx, answers }, ev_rx, task)
     }
 
     async fn call<T>(&self, f: impl FnOnce(Reply<T>) -> Command) -> Result<T, UaError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(f(reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => UaError::Busy,
-            mpsc::error::TrySendError::Closed(_) => UaError::Stopped,
-        })?;
+        // Waits for room rather than failing: a dropped command would be a lost action
+        // (a MESSAGE not sent, a session not answered). The driver drains commands
+        // whenever its event queue has room, and the event consumer never waits on
+        // these calls, so the wait is bounded by the driver's progress.
+        self.tx.send(f(reply)).await.map_err(|_| UaError::Stopped)?;
         Ok(rx.await.map_err(|_| UaError::Stopped)??)
     }
 
@@ -568,6 +618,45 @@ impl SipUa {
         self.call(|reply| Command::CloseSession { session, reply })
             .await
     }
+
+    /// Answers a MESSAGE reported as [`SipUaEvent::MessageToAnswer`] with a final
+    /// `status` (200–699). Never waits and never fails for a full queue (the commands
+    /// wait for room; this is called from the event consumer, which must not wait on
+    /// the driver): an answer that is lost would keep its
+    /// server transaction until the core's 504 at `message_answer_timeout`, and
+    /// under load those pile up to `max_transactions` (every new request then gets
+    /// 503). The driver takes answers before commands and inbound messages, in
+    /// batches. Fails only when the driver has stopped; an answer the core refuses
+    /// (already answered, also by the core at its bound, or its transaction is gone)
+    /// is logged by the driver.
+    pub fn answer_message(&self, message: MessageHandle, status: u16) -> Result<(), UaError> {
+        self.answers
+            .send((message, status))
+            .map_err(|_| UaError::Stopped)
+    }
+
+    /// Takes the first message (`ms-text-format`: Content-Type, body) of an offered
+    /// session before it is answered, so that a delivery failure can refuse the
+    /// INVITE ([`SipUa::reject_session`]); accepting then delivers nothing more (see
+    /// [`UserAgent::take_first_message`]). `None`: no first message, or taken.
+    pub async fn take_first_message(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<(Bytes, Bytes)>, UaError> {
+        self.call(|reply| Command::TakeFirstMessage { session, reply })
+            .await
+    }
+
+    /// Sends a typing indication (RFC 3994 `application/im-iscomposing+xml`, state
+    /// `active` or `idle`) in a session; queued like a message before it is up.
+    pub async fn send_typing(&self, session: SessionId, active: bool) -> Result<(), UaError> {
+        self.call(|reply| Command::SendTyping {
+            session,
+            active,
+            reply,
+        })
+        .await
+    }
 }
 
 // ---- the flow table -----------------------------------------------------------------
@@ -689,6 +778,8 @@ struct Driver {
     /// dropped its sender).
     closed: Option<mpsc::Receiver<ConnectionId>>,
     cmds: mpsc::Receiver<Command>,
+    /// [`SipUa::answer_message`].
+    answers: mpsc::UnboundedReceiver<(MessageHandle, u16)>,
     events: mpsc::Sender<SipUaEvent>,
     /// Translated events waiting for room in `events` (at most `max_waiting` plus what
     /// one input or timer produces).
@@ -703,10 +794,14 @@ struct Driver {
     tag_n: u64,
 }
 
+/// Answers taken per wake-up of the driver ([`SipUa::answer_message`]).
+const ANSWER_BATCH: usize = 256;
+
 enum Step<'a> {
     Room(Option<mpsc::Permit<'a, SipUaEvent>>),
     Timeout,
     Command(Option<Command>),
+    Answer(Option<(MessageHandle, u16)>),
     Inbound(Option<Inbound>),
     Failure(Option<SendFailure>),
     Closed(Option<ConnectionId>),
@@ -727,6 +822,7 @@ impl Driver {
                 biased;
                 permit = events.reserve(), if has_waiting => Step::Room(permit.ok()),
                 () = sleep_until_opt(deadline) => Step::Timeout,
+                a = self.answers.recv(), if room => Step::Answer(a),
                 cmd = self.cmds.recv(), if room => Step::Command(cmd),
                 inb = self.inbound.recv(), if room => Step::Inbound(inb),
                 f = recv_opt(&mut self.failures), if room => Step::Failure(f),
@@ -746,6 +842,17 @@ impl Driver {
                 }
                 Step::Command(Some(c)) => {
                     self.command(c);
+                    self.drain();
+                }
+                Step::Answer(Some(a)) => {
+                    self.answer(a);
+                    // Those queued meanwhile too (an answer produces no event).
+                    for _ in 1..ANSWER_BATCH {
+                        match self.answers.try_recv() {
+                            Ok(a) => self.answer(a),
+                            Err(_) => break,
+                        }
+                    }
                     self.drain();
                 }
                 Step::Inbound(Some(i)) => {
@@ -775,7 +882,7 @@ impl Driver {
                     }
                 }
                 Step::Closed(None) => self.closed = None,
-                Step::Command(None) | Step::Inbound(None) => break,
+                Step::Command(None) | Step::Answer(None) | Step::Inbound(None) => break,
             }
         }
         tracing::debug!("SIP user agent stopped");
@@ -856,6 +963,23 @@ impl Driver {
             Command::CloseSession { session, reply } => {
                 let _ = reply.send(self.ua.close_session(n, session));
             }
+            Command::TakeFirstMessage { session, reply } => {
+                let _ = reply.send(Ok(self.ua.take_first_message(session)));
+            }
+            Command::SendTyping {
+                session,
+                active,
+                reply,
+            } => {
+                let _ = reply.send(self.ua.send_typing(n, session, active));
+            }
+        }
+    }
+
+    /// [`SipUa::answer_message`].
+    fn answer(&mut self, (message, status): (MessageHandle, u16)) {
+        if let Err(e) = self.ua.respond_message(now(), message, status) {
+            tracing::debug!(error = %e, status, "SIP MESSAGE not answered");
         }
     }
 
@@ -977,6 +1101,15 @@ impl Driver {
                 body,
             } => self.push(SipUaEvent::MessageReceived {
                 session,
+                content_type,
+                body,
+            }),
+            UaEvent::MessageToAnswer {
+                message,
+                content_type,
+                body,
+            } => self.push(SipUaEvent::MessageToAnswer {
+                message,
                 content_type,
                 body,
             }),

@@ -61,11 +61,36 @@
 //! on first use and sends each body as a MESSAGE; later messages either way reuse the
 //! session of that pair (ours or theirs); the UA closes it with BYE after
 //! `sip.im_idle_secs`. An INVITE from a permitted domain to an existing user is
-//! accepted; its MESSAGEs (and the first message carried in the INVITE, delivered once
-//! by the UA) reach the user as `<message type='chat'/>`, typing as XEP-0085 chat
-//! states. Group chat (a `groupchat` message, a room invitation) is refused with
-//! `feature-not-implemented` and a text. A MESSAGE or INVITE that fails (404, 480,
-//! 403, 408, …) bounces each undelivered message with the RFC 7247 condition.
+//! accepted; its MESSAGEs (and the first message carried in the INVITE, handed out
+//! once by the UA) reach the user as `<message type='chat'/>`. Group chat (a
+//! `groupchat` message, a room invitation) is refused with `feature-not-implemented`
+//! and a text. A MESSAGE or INVITE that fails (404, 480, 403, 408, …) bounces each
+//! undelivered message with the RFC 7247 condition.
+//!
+//! Errors the other way (RFC 7247 §6.1, RFC 7572 §7): with the UA's
+//! `app_answers_messages` (the node sets it) a MESSAGE from the SIP side comes as
+//! [`SipUaEvent::MessageToAnswer`]; the event task routes it with
+//! [`Router::handle_remote_message`] and answers it with [`SipUa::answer_message`]
+//! (the UA's answer channel, never full: not the ops queue nor the UA's command
+//! queue, where an answer could be dropped under load and its transaction would
+//! then live until the 504, issue #8): 200 when the router
+//! took it (delivered to a session, or stored offline), else the status of the
+//! router's condition by RFC 7247's table ([`translate::status_for_condition`], the 4xx
+//! column: `item-not-found` 404, `recipient-unavailable` 480, `forbidden`,
+//! `not-allowed`, `policy-violation` 403; `service-unavailable`, the router's answer
+//! for a refused offline message or an unknown user, 403 by note 5, never 503, which
+//! would make Lync write off the whole server). A body that is not text (IMDN, …) is
+//! answered 200 and not carried, as before. The UA answers 504 itself if no answer
+//! comes within its `message_answer_timeout` (10 s). The first message of an INVITE
+//! is taken from the UA before the INVITE is answered and routed the same way: a
+//! refusal refuses the INVITE with that status (Lync shows the message as not
+//! delivered), else the session is accepted and the UA does not hand it out again.
+//!
+//! Typing (RFC 3994 ⇄ XEP-0085): an is-composing MESSAGE becomes `<composing/>`
+//! (state `active`) or `<paused/>` (`idle`) in a `<message type='chat'/>`; a local
+//! chat state without a body to a SIP user with an open session becomes an
+//! is-composing MESSAGE (`composing` → `active`, `paused`/`active`/`inactive`/`gone`
+//! → `idle`); none opens a session, and a failed one bounces nothing.
 //!
 //! # Routing and failover
 //! [`SipRoutes`]: static targets, else `_sipfederationtls._tcp` (RFC 3263), healthy
@@ -87,13 +112,17 @@
 //! error can now end a session before `open_session` has even returned.
 //!
 //! # Not done
-//! * No page-mode MESSAGE (answered 501 by the driver), no typing indications towards
-//!   Lync (the driver has no command for them), no RLMI/multipart NOTIFY bodies, no
-//!   conference (three-way) sessions.
+//! * No page-mode MESSAGE (answered 501 by the driver), no RLMI/multipart NOTIFY
+//!   bodies, no conference (three-way) sessions, no `multipart/alternative` MESSAGE
+//!   bodies (answered 200, not carried).
 //! * IM dialogs are not stored: after a restart the next message opens a new session.
-//! * An XMPP error for a message that came from Lync does not reach the SIP side: the UA
-//!   answers each in-session MESSAGE 200 itself before the gateway routes it (XMPP →
-//!   SIP statuses apply to SUBSCRIBE and INVITE admission: 403, 404).
+//! * A delivery error reaches the SIP side only when the router knows it at once
+//!   (unknown user, offline refused, offline queue full or store error): a message
+//!   written to a client session that then fails is not reported (XMPP has no
+//!   delivery receipt by default). A first message that is delivered and then the
+//!   session not accepted (the UA refuses the accept) is not recalled.
+//! * The UA answers Lync's typing indications 200 itself, whatever the router does
+//!   with the chat state.
 //! * Failover of requests already written to a connection that then breaks waits for
 //!   Timer B/F (their answer may still come, RFC 3261 §18.2.2); MESSAGEs inside an open
 //!   session are never moved to another endpoint (the dialog lives at one).
@@ -178,6 +207,8 @@ struct Pending {
     /// The UA took it (`false`: the session was already gone in the UA; the message
     /// goes into a new session when the close is handled).
     sent: bool,
+    /// A typing indication (from a chat state): never bounced nor sent again.
+    typing: bool,
 }
 
 #[derive(Debug)]
@@ -264,8 +295,10 @@ enum Op {
     AcceptWatcher(SubscriptionId),
     /// Reject a SUBSCRIBE.
     RejectSubscription { sub: SubscriptionId, code: u16 },
-    /// Accept an offered session.
-    AcceptSession(SessionId),
+    /// Accept an offered session; `first`: its INVITE carries a first message, which
+    /// is delivered first (and the INVITE refused with the RFC 7247 status of a
+    /// delivery failure).
+    AcceptSession { session: SessionId, first: bool },
     /// Reject an offered session.
     RejectSession { session: SessionId, code: u16 },
     /// (Re-)establish the outbound subscription of a pair, on a target not in `tried`.
@@ -601,9 +634,24 @@ async fn ops_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Op>) {
                     tracing::debug!(error = %e, "sip gateway: subscription not rejected");
                 }
             }
-            Op::AcceptSession(s) => {
-                if let Err(e) = shared.ua.accept_session(s).await {
-                    tracing::debug!(error = %e, "sip gateway: session not accepted");
+            Op::AcceptSession { session: s, first } => {
+                let first = if first {
+                    shared.ua.take_first_message(s).await.ok().flatten()
+                } else {
+                    None
+                };
+                let status = match first {
+                    Some((ct, body)) => deliver_from_sip(&shared, s, &ct, &body).await,
+                    None => 200,
+                };
+                let r = if status < 300 {
+                    shared.ua.accept_session(s).await
+                } else {
+                    lock(&shared.state).drop_session(s);
+                    shared.ua.reject_session(s, status).await
+                };
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "sip gateway: session not answered");
                     lock(&shared.state).drop_session(s);
                 }
             }
@@ -715,9 +763,72 @@ async fn message(shared: &Arc<Shared>, pair: Pair, el: Element) {
         .await;
     }
     if translate::body_of(&el).is_none() {
-        return; // chat states, receipts: nothing to send
+        // A chat state becomes a typing indication in an open session (none is
+        // opened for it); receipts and the rest: nothing to send.
+        if let Some(active) = translate::typing_of(&el) {
+            send_typing(shared, &pair, el, active).await;
+        }
+        return;
     }
     send_message(shared, &pair, el, Vec::new()).await;
+}
+
+/// An RFC 3994 typing indication in the pair's session, if there is one.
+async fn send_typing(shared: &Arc<Shared>, pair: &Pair, el: Element, active: bool) {
+    let session = {
+        let mut st = lock(&shared.state);
+        let s = st.sessions.get(pair).copied();
+        s.and_then(|s| {
+            let info = st.session_info.get_mut(&s)?;
+            info.pending.push_back(Pending {
+                el,
+                sent: true,
+                typing: true,
+            });
+            Some(s)
+        })
+    };
+    let Some(session) = session else {
+        return;
+    };
+    if let Err(e) = shared.ua.send_typing(session, active).await {
+        // Not taken (e.g. a session offered to us and not accepted yet): forget it.
+        tracing::debug!(error = %e, "sip gateway: typing indication not sent");
+        if let Some(s) = lock(&shared.state).session_info.get_mut(&session)
+            && s.pending.back().is_some_and(|p| p.typing)
+        {
+            s.pending.pop_back();
+        }
+    }
+}
+
+/// Routes a message from a SIP session to the local user; the SIP status to answer:
+/// 200 when the router took it (delivered, or stored offline), else its error
+/// condition mapped by RFC 7247 §6.1 (`item-not-found` 404, `recipient-unavailable`
+/// 480, `forbidden`/`not-allowed` 403, `service-unavailable` 403 by note 5, …); 481
+/// for a session the gateway does not know. A body that is not text (IMDN, …) is not
+/// carried and answered 200, as before.
+async fn deliver_from_sip(shared: &Arc<Shared>, session: SessionId, ct: &[u8], body: &[u8]) -> u16 {
+    let Some(pair) = lock(&shared.state)
+        .session_info
+        .get(&session)
+        .map(|s| s.pair.clone())
+    else {
+        return 481;
+    };
+    let Some(text) = translate::message_text(ct, body) else {
+        return 200;
+    };
+    let chat = translate::chat(&pair.1, &pair.0, &text);
+    match shared.router.handle_remote_message(chat).await {
+        Ok(()) => 200,
+        Err(cond) => {
+            let status = translate::status_for_condition(cond, true);
+            tracing::debug!(local = %pair.0, remote = %pair.1, condition = cond.as_str(), status,
+                "sip gateway: message from SIP not delivered");
+            status
+        }
+    }
 }
 
 /// Sends one message in the pair's session, opening one if there is none, on the best
@@ -736,6 +847,7 @@ async fn send_message(shared: &Arc<Shared>, pair: &Pair, el: Element, tried: Vec
             info.pending.push_back(Pending {
                 el: el.clone(),
                 sent: true,
+                typing: false,
             });
             Some(s)
         })
@@ -775,6 +887,7 @@ async fn send_message(shared: &Arc<Shared>, pair: &Pair, el: Element, tried: Vec
                             pending: VecDeque::from([Pending {
                                 el: el.clone(),
                                 sent: true,
+                                typing: false,
                             }]),
                         },
                     );
@@ -1189,7 +1302,7 @@ async fn event(shared: &Arc<Shared>, ev: SipUaEvent) {
             remote,
             local,
             tls_peer,
-            ..
+            has_first_message,
         } => match admit(shared, &remote, &local, tls_peer.as_deref()) {
             Ok(pair) => {
                 {
@@ -1205,7 +1318,10 @@ async fn event(shared: &Arc<Shared>, ev: SipUaEvent) {
                         },
                     );
                 }
-                shared.push(Op::AcceptSession(session));
+                shared.push(Op::AcceptSession {
+                    session,
+                    first: has_first_message,
+                });
             }
             Err(code) => shared.push(Op::RejectSession { session, code }),
         },
@@ -1236,11 +1352,29 @@ async fn event(shared: &Arc<Shared>, ev: SipUaEvent) {
                     .await;
             }
         }
+        SipUaEvent::MessageToAnswer {
+            message,
+            content_type,
+            body,
+        } => {
+            let status = deliver_from_sip(shared, message.session(), &content_type, &body).await;
+            // Straight to the UA's answer channel: never waits, never full, never
+            // dropped (a lost answer holds its transaction until the UA's 504).
+            if let Err(e) = shared.ua.answer_message(message, status) {
+                tracing::debug!(error = %e, status, "sip gateway: MESSAGE not answered");
+            }
+        }
         SipUaEvent::Typing { session, active } => {
             let pair = lock(&shared.state)
                 .session_info
                 .get(&session)
                 .map(|s| s.pair.clone());
+            tracing::debug!(
+                ?session,
+                active,
+                known = pair.is_some(),
+                "sip gateway: typing from SIP"
+            );
             if let Some(pair) = pair {
                 shared
                     .to_router(translate::chat_state(&pair.1, &pair.0, active))
@@ -1257,7 +1391,7 @@ async fn event(shared: &Arc<Shared>, ev: SipUaEvent) {
                 .session_info
                 .get_mut(&session)
                 .and_then(|s| s.pending.pop_front());
-            if let Some(m) = failed {
+            if let Some(m) = failed.filter(|m| !m.typing) {
                 bounce(shared, &m.el, translate::condition_for_status(status), None).await;
             }
         }
@@ -1289,7 +1423,7 @@ async fn session_closed(shared: &Arc<Shared>, session: SessionId, reason: CloseR
             let unsent: Vec<Element> = s
                 .pending
                 .into_iter()
-                .filter(|p| !p.sent)
+                .filter(|p| !p.sent && !p.typing)
                 .map(|p| p.el)
                 .collect();
             if !unsent.is_empty() {
@@ -1302,7 +1436,12 @@ async fn session_closed(shared: &Arc<Shared>, session: SessionId, reason: CloseR
             return;
         }
     };
-    let pending: Vec<Element> = s.pending.into_iter().map(|p| p.el).collect();
+    let pending: Vec<Element> = s
+        .pending
+        .into_iter()
+        .filter(|p| !p.typing)
+        .map(|p| p.el)
+        .collect();
     if pending.is_empty() {
         return;
     }

@@ -249,6 +249,20 @@ pub fn chat_state(remote: &BareJid, local_user: &BareJid, active: bool) -> Eleme
         .build()
 }
 
+/// The typing state of a XEP-0085 chat state in a message: `composing` → `Some(true)`
+/// (RFC 3994 `active`); `paused`, `active`, `inactive`, `gone` → `Some(false)`
+/// (`idle`); no chat state → `None`.
+pub fn typing_of(el: &Element) -> Option<bool> {
+    const NS: &str = "http://jabber.org/protocol/chatstates";
+    if el.get_child("composing", NS).is_some() {
+        return Some(true);
+    }
+    ["paused", "active", "inactive", "gone"]
+        .iter()
+        .any(|s| el.get_child(s, NS).is_some())
+        .then_some(false)
+}
+
 /// A presence stanza of `kind` (`subscribe`, `subscribed`, `unsubscribed`, …) from
 /// `from` to `to`.
 pub fn presence_of_type(kind: &str, from: &BareJid, to: &BareJid) -> Element {
@@ -530,6 +544,26 @@ mod tests {
         .unwrap();
         assert!(!is_group_chat(&chat));
         assert_eq!(body_of(&chat).as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn xep0085_chat_states_to_typing_and_back() {
+        let st = |inner: &str| {
+            parse_stanza(&format!(
+                "<message xmlns='jabber:client' from='juliet@fedgate-a.test/r' to='bob@lync.test' type='chat'>{inner}</message>"
+            ))
+            .unwrap()
+        };
+        let ns = "xmlns='http://jabber.org/protocol/chatstates'";
+        assert_eq!(typing_of(&st(&format!("<composing {ns}/>"))), Some(true));
+        assert_eq!(typing_of(&st(&format!("<paused {ns}/>"))), Some(false));
+        assert_eq!(typing_of(&st(&format!("<active {ns}/>"))), Some(false));
+        assert_eq!(typing_of(&st("<composing/>")), None, "wrong namespace");
+        assert_eq!(typing_of(&st("<body>hi</body>")), None);
+        let back = chat_state(&j("bob@lync.test"), &j("juliet@fedgate-a.test"), true);
+        assert_eq!(typing_of(&back), Some(true));
+        let back = chat_state(&j("bob@lync.test"), &j("juliet@fedgate-a.test"), false);
+        assert_eq!(typing_of(&back), Some(false));
     }
 
     #[test]

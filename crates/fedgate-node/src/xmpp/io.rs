@@ -145,6 +145,33 @@ impl Conn {
         }
     }
 
+    /// After we sent `</stream:stream>` (RFC 6120 §4.4): reads, discarding what comes,
+    /// until the peer's closing tag or the end of the stream, for at most `wait`.
+    /// Returns whether the peer closed in time.
+    pub(crate) async fn await_peer_close(&mut self, wait: Duration) -> bool {
+        const TAG: &[u8] = fedgate_xmpp::writer::STREAM_CLOSE.as_bytes();
+        let mut tail: Vec<u8> = Vec::with_capacity(2 * TAG.len());
+        let read = async {
+            loop {
+                let mut seen = false;
+                match self
+                    .read_with(|b| {
+                        tail.extend_from_slice(b);
+                        seen = tail.windows(TAG.len()).any(|w| w == TAG);
+                        let keep = tail.len().saturating_sub(TAG.len() - 1);
+                        tail.drain(..keep);
+                    })
+                    .await
+                {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if seen => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(wait, read).await.is_ok()
+    }
+
     /// Closes the write side (TLS close_notify included), bounded.
     pub(crate) async fn shutdown(&mut self) {
         if let Some(io) = self.io.as_mut() {

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::io::{BoxIo, Conn};
 use super::outbound::{S2sOutbound, Shared, verify};
+use super::tasks::{Stop, Tasks};
 use super::{InboundStanza, jid_domain, now, sleep_until};
 
 /// XEP-0199 namespace.
@@ -51,12 +52,14 @@ impl Drop for Slot {
 }
 
 /// Accepts inbound s2s connections (see the [module docs](super)). Dropping it stops
-/// accepting; established connections run on until they end.
+/// accepting; established connections run on until they end, unless
+/// [`shutdown`](Self::shutdown) closes them first.
 #[derive(Debug)]
 pub struct S2sListener {
     local_addr: SocketAddr,
     outbound: S2sOutbound,
     counts: Arc<Mutex<Counts>>,
+    tasks: Arc<Tasks>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -75,13 +78,13 @@ impl S2sListener {
         let sock = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = sock.local_addr()?;
         let mut this = Self::detached(outbound, local_addr);
-        let (ob, counts) = (outbound.clone(), this.counts.clone());
+        let (ob, counts, tasks) = (outbound.clone(), this.counts.clone(), this.tasks.clone());
         this.accept = Some(tokio::spawn(async move {
             loop {
                 match sock.accept().await {
                     Ok((s, peer)) => {
                         let _ = s.set_nodelay(true);
-                        serve(&ob, &counts, Box::new(s), peer);
+                        serve(&ob, &counts, &tasks, Box::new(s), peer);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "xmpp: accept failed");
@@ -101,6 +104,7 @@ impl S2sListener {
             local_addr,
             outbound: outbound.clone(),
             counts: Arc::new(Mutex::new(Counts::default())),
+            tasks: Tasks::new(),
             accept: None,
         }
     }
@@ -115,13 +119,47 @@ impl S2sListener {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
     }
 
-    /// Serves one already accepted connection from `peer`.
+    /// Serves one already accepted connection from `peer` (closed at once after
+    /// [`shutdown`](Self::shutdown) has begun).
     pub fn serve_io(&self, io: BoxIo, peer: SocketAddr) {
-        serve(&self.outbound, &self.counts, io, peer);
+        serve(&self.outbound, &self.counts, &self.tasks, io, peer);
+    }
+
+    /// Graceful shutdown (RFC 6120 §4.4): stops accepting, then every inbound stream
+    /// sends `</stream:stream>`, waits for the peer's closing tag (at most
+    /// [`XmppLimits::close_timeout`](super::XmppLimits::close_timeout)) and closes
+    /// TCP/TLS. Returns when every connection has ended, or after `close_timeout` and
+    /// 250 ms, with the connections still open aborted (a task stuck on a full sink or
+    /// a TLS handshake). Stanzas a peer sends after our closing tag are not processed.
+    /// Dialback verifications in flight end on their own timeout.
+    pub async fn shutdown(&self) {
+        if let Some(t) = self.accept.as_ref() {
+            t.abort();
+        }
+        let grace = self.outbound.shared.cfg.limits.close_timeout;
+        let n = self.connection_count();
+        let aborted = self.tasks.shutdown(grace).await;
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "xmpp: inbound streams still open after the close timeout; aborted"
+            );
+        } else {
+            tracing::debug!(closed = n, "xmpp: inbound streams closed");
+        }
     }
 }
 
-fn serve(ob: &S2sOutbound, counts: &Arc<Mutex<Counts>>, io: BoxIo, peer: SocketAddr) {
+fn serve(
+    ob: &S2sOutbound,
+    counts: &Arc<Mutex<Counts>>,
+    tasks: &Arc<Tasks>,
+    io: BoxIo,
+    peer: SocketAddr,
+) {
+    if tasks.is_stopping() {
+        return; // shutting down: dropping `io` closes it
+    }
     let limits = &ob.shared.cfg.limits;
     let ip = peer.ip();
     let (admitted, tell) = {
@@ -169,11 +207,12 @@ fn serve(ob: &S2sOutbound, counts: &Arc<Mutex<Counts>>, io: BoxIo, peer: SocketA
         ip,
     };
     let conn = Conn::new(io, limits.write_timeout);
-    let ob = ob.clone();
-    tokio::spawn(async move {
+    let ob2 = ob.clone();
+    // Refused only when a shutdown began meanwhile: the slot and `io` are dropped.
+    tasks.spawn(&ob.shared.handle, move |stop| async move {
         let _slot = slot;
         tracing::debug!(%peer, "xmpp: inbound connection");
-        inbound(ob, conn, peer).await;
+        inbound(ob2, conn, peer, stop).await;
     });
 }
 
@@ -197,13 +236,15 @@ fn ping_reply(el: &Element) -> Option<Element> {
     )
 }
 
-async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
+async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr, mut stop: Stop) {
     let shared: Arc<Shared> = ob.shared.clone();
     let limits = shared.cfg.limits.clone();
     let mut m = S2sIncoming::new(shared.core.clone(), now());
     let (vtx, mut vrx) = mpsc::channel::<(VerifyRequest, VerifyResult)>(32);
     let mut last_stanza = now();
     let mut authenticated = false;
+    // We sent `</stream:stream>` first (shutdown, idle): the peer's is awaited.
+    let mut closing = false;
     loop {
         loop {
             if let Some(b) = m.poll_transmit()
@@ -280,6 +321,7 @@ async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
                     };
                     // A full sink stops us reading from this peer (TCP backpressure).
                     if shared.sink.send(s).await.is_err() {
+                        closing = true;
                         m.close();
                     }
                 }
@@ -287,6 +329,12 @@ async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
                     tracing::info!(%peer, ?sent, ?received, "xmpp: inbound stream closed");
                     if let Some(b) = m.poll_transmit() {
                         let _ = conn.write(&b).await;
+                    }
+                    if closing
+                        && sent.is_none()
+                        && !conn.await_peer_close(limits.close_timeout).await
+                    {
+                        tracing::debug!(%peer, "xmpp: no closing tag from the peer in time");
                     }
                     conn.shutdown().await;
                     return;
@@ -306,6 +354,11 @@ async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
                 }
             }
             Some((req, res)) = vrx.recv() => m.handle_verify_result(&req, res),
+            () = stop.stopped(), if !closing => {
+                tracing::debug!(%peer, "xmpp: closing inbound stream (shutdown)");
+                closing = true;
+                m.close();
+            }
             _ = async { match deadline { Some(t) => sleep_until(t).await, None => std::future::pending().await } } => {
                 let t = now();
                 if m.poll_timeout().is_some_and(|d| d <= t) {
@@ -313,6 +366,7 @@ async fn inbound(ob: S2sOutbound, mut conn: Conn, peer: SocketAddr) {
                 }
                 if authenticated && t >= last_stanza + limits.idle_timeout {
                     tracing::debug!(%peer, "xmpp: idle inbound stream closed");
+                    closing = true;
                     m.close();
                 }
             }

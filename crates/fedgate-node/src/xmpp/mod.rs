@@ -20,6 +20,12 @@
 //!   it after an idle time. Failures are bounced to the sink as error stanzas
 //!   (`remote-server-not-found`, `remote-server-timeout`, `resource-constraint`);
 //!   an error stanza is never bounced.
+//! - Graceful shutdown, RFC 6120 §4.4 ([`S2sOutbound::shutdown`], then
+//!   [`S2sListener::shutdown`]): no new link or inbound connection; each outbound link
+//!   writes what is queued on it, then every stream sends `</stream:stream>`, waits for
+//!   the peer's closing tag (at most [`XmppLimits::close_timeout`]) and closes TCP/TLS;
+//!   a connection task still running `close_timeout` + 250 ms after the call is
+//!   aborted. A stream we close for being idle also waits for the peer's closing tag.
 //!
 //! # Tasks and channels
 //! ```text
@@ -35,6 +41,11 @@
 //!  S2sOutbound::send ─try_send─▶ [per remote domain queue, bounded] ─▶ link task
 //!        link task: resolve ▶ connect (Failover/Health) ▶ S2sOutgoing ▶ Ready (flush,
 //!        keep-alive, idle close) ─ failure ─▶ bounces ─try_send─▶ [StanzaSink]
+//!
+//!  shutdown ─▶ stop signal (watch) to every connection task ─▶ outbound: queue senders
+//!        dropped ▶ queue written ▶ </stream:stream> ▶ peer's </stream:stream> or
+//!        close_timeout ▶ TCP/TLS close; inbound: the same without a queue;
+//!        still running after close_timeout + 250 ms: aborted
 //! ```
 //! The link registry is a mutex-guarded map (never held across an await). A link that
 //! closes (idle, error, peer close) removes itself first, then re-submits anything left
@@ -47,7 +58,8 @@
 //! rustls handshake on the same socket, `handle_tls_established`), then wait for the
 //! first of: bytes from the socket, a verify result / a stanza to send, the machine's
 //! `poll_timeout()` (unauthenticated stream lifetime, [`fedgate_xmpp::Limits`]), the idle
-//! deadline or the keep-alive deadline. Time is `tokio::time::Instant`, so tests run
+//! deadline, the keep-alive deadline or (inbound) the shutdown signal; an outbound link
+//! sees the shutdown as its queue closing. Time is `tokio::time::Instant`, so tests run
 //! on tokio's paused clock.
 //!
 //! Inbound streams are closed after [`XmppLimits::idle_timeout`] without a stanza once
@@ -84,11 +96,16 @@
 //!   (local domain, remote domain) pair.
 //! - No negative cache after a failure (each send after a failed link tries again,
 //!   [`fedgate_srv::Health`] skips the dead endpoints).
-//! - Nothing durable: queued stanzas are lost (bounced on failure) if the process dies.
+//! - Nothing durable: queued stanzas are lost (bounced on failure) if the process dies,
+//!   or if a link cannot write them within the shutdown's bound.
+//! - Stanzas a peer sends after our `</stream:stream>` (shutdown, idle close) are
+//!   read and discarded, not processed; dialback verifications in flight at shutdown
+//!   are not cancelled (they end on [`XmppLimits::verify_timeout`]).
 
 mod io;
 mod listener;
 mod outbound;
+mod tasks;
 mod tls;
 
 use std::collections::HashMap;
@@ -147,6 +164,11 @@ pub struct XmppLimits {
     pub idle_timeout: Duration,
     /// A whitespace keep-alive is written after this long without writing. Default 60 s.
     pub keepalive_interval: Duration,
+    /// Closing (RFC 6120 §4.4): how long a stream we close waits for the peer's
+    /// `</stream:stream>` before the TCP/TLS connection is closed, and how long
+    /// [`S2sOutbound::shutdown`] and [`S2sListener::shutdown`] each wait for their
+    /// connections to end before aborting them. Default 2 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for XmppLimits {
@@ -163,6 +185,7 @@ impl Default for XmppLimits {
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             keepalive_interval: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -18,6 +18,7 @@ use fedgate_xmpp::{DomainPart, Element};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::io::{Conn, Dialer, TcpDialer};
+use super::tasks::Tasks;
 use super::{StanzaSink, XmppConfig, XmppTls, bounce, jid_domain, now, sleep_until};
 use crate::tls::TlsError;
 
@@ -41,6 +42,9 @@ pub enum SendError {
     /// Called outside a tokio runtime.
     #[error("no tokio runtime")]
     NoRuntime,
+    /// [`S2sOutbound::shutdown`] has begun: no new stanza is accepted.
+    #[error("shutting down")]
+    ShuttingDown,
 }
 
 type ResolveFuture = Pin<Box<dyn Future<Output = Result<TargetList, ResolveError>> + Send>>;
@@ -79,7 +83,9 @@ pub(crate) struct Shared {
     links: Mutex<HashMap<(DomainPart, DomainPart), Link>>,
     pub(crate) verifications: Arc<Semaphore>,
     serial: AtomicU64,
-    handle: tokio::runtime::Handle,
+    /// The link tasks (stopped and awaited by [`S2sOutbound::shutdown`]).
+    tasks: Arc<Tasks>,
+    pub(crate) handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -151,6 +157,7 @@ impl S2sOutbound {
             links: Mutex::new(HashMap::new()),
             verifications: Arc::new(Semaphore::new(cfg.limits.max_verifications)),
             serial: AtomicU64::new(1),
+            tasks: Tasks::new(),
             handle,
             cfg,
         };
@@ -161,7 +168,8 @@ impl S2sOutbound {
 
     /// Routes a stanza to its `to` domain. Returns at once: the stanza is queued on the
     /// link to that domain (opened on demand). A full queue or a failed link comes back
-    /// to the sink as an error reply (never for a stanza of type `error`).
+    /// to the sink as an error reply (never for a stanza of type `error`). Refused with
+    /// [`SendError::ShuttingDown`] once [`shutdown`](Self::shutdown) has begun.
     pub fn send(&self, el: Element) -> Result<(), SendError> {
         if !is_stanza(el.root()) {
             return Err(SendError::NotAStanza);
@@ -177,6 +185,9 @@ impl S2sOutbound {
         }
         let key = (from, to);
         let mut links = lock(&self.shared.links);
+        if self.shared.tasks.is_stopping() {
+            return Err(SendError::ShuttingDown);
+        }
         let mut el = el;
         if let Some(link) = links.get(&key) {
             match link.tx.try_send(el) {
@@ -205,10 +216,49 @@ impl S2sOutbound {
         links.insert(key.clone(), Link { id, tx });
         drop(links);
         let this = self.clone();
-        self.shared.handle.spawn(async move {
-            this.run_link(key, id, rx).await;
-        });
+        let spawned = self
+            .shared
+            .tasks
+            .spawn(&self.shared.handle, move |stop| async move {
+                let _stop = stop; // held while the link runs: `shutdown` waits for it
+                this.run_link(key, id, rx).await;
+            });
+        if !spawned {
+            // `shutdown` began between the check above and here.
+            tracing::info!("xmpp: shutting down, stanza not sent");
+        }
         Ok(())
+    }
+
+    /// Graceful shutdown (RFC 6120 §4.4): refuses new stanzas and links from now on,
+    /// then every link writes what is queued on it (a link still negotiating finishes
+    /// first, and delivers it), sends `</stream:stream>`, waits for the peer's closing
+    /// tag and closes TCP/TLS. Returns when every link has ended, or after
+    /// [`XmppLimits::close_timeout`](super::XmppLimits::close_timeout) and 250 ms,
+    /// with the links still open aborted (what they held is lost). Dialback
+    /// verifications in flight end on their own timeout.
+    pub async fn shutdown(&self) {
+        let links: Vec<Link> = {
+            let mut links = lock(&self.shared.links);
+            self.shared.tasks.stop();
+            links.drain().map(|(_, l)| l).collect()
+        };
+        let n = links.len();
+        // Dropping the senders: each link empties its queue, then closes.
+        drop(links);
+        let aborted = self
+            .shared
+            .tasks
+            .shutdown(self.shared.cfg.limits.close_timeout)
+            .await;
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "xmpp: outbound links still open after the close timeout; aborted"
+            );
+        } else {
+            tracing::debug!(closed = n, "xmpp: outbound links closed");
+        }
     }
 
     /// Number of outbound links (set up or ready).
@@ -241,7 +291,9 @@ impl S2sOutbound {
             LinkEnd::Closed => {
                 tracing::debug!(%remote, "xmpp: outbound link closed");
                 while let Ok(el) = rx.try_recv() {
-                    let _ = self.send(el);
+                    if let Err(SendError::ShuttingDown) = self.send(el.clone()) {
+                        bounce(&self.shared.sink, &el, Cond::RemoteServerTimeout);
+                    }
                 }
             }
         }
@@ -371,6 +423,8 @@ async fn link(
         now(),
     );
     let mut ready = false;
+    // We sent `</stream:stream>` first (shutdown, idle): the peer's is awaited.
+    let mut closing = false;
     let mut last_write = now();
     let mut last_stanza = now();
     loop {
@@ -419,6 +473,12 @@ async fn link(
                     if let Some(b) = m.poll_transmit() {
                         let _ = conn.write(&b).await;
                     }
+                    if closing
+                        && sent.is_none()
+                        && !conn.await_peer_close(limits.close_timeout).await
+                    {
+                        tracing::debug!(%remote, "xmpp: no closing tag from the peer in time");
+                    }
                     conn.shutdown().await;
                     return if ready {
                         LinkEnd::Closed
@@ -446,6 +506,8 @@ async fn link(
             }
             el = rx.recv(), if ready => {
                 let Some(el) = el else {
+                    // Queue closed and empty (shutdown): everything queued is written.
+                    closing = true;
                     m.close();
                     continue;
                 };
@@ -467,6 +529,7 @@ async fn link(
                 }
                 if ready && t >= last_stanza + limits.idle_timeout {
                     tracing::debug!(%remote, "xmpp: idle outbound link closed");
+                    closing = true;
                     m.close();
                 } else if ready && t >= last_write + limits.keepalive_interval {
                     if conn.write(b" ").await.is_err() {
