@@ -192,6 +192,7 @@ async fn message_fails_over_to_the_live_node_and_the_dead_target_is_held_down() 
         mut alice,
         mut carol,
         dirs: _dirs,
+        ..
     } = sip_pair(&[dead]).await;
     let run = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();

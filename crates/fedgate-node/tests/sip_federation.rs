@@ -201,6 +201,60 @@ async fn sip_watcher_pending_approved_then_busy() {
     node.shutdown().await;
 }
 
+/// A watcher whose connection closes keeps getting NOTIFYs: SIPp (Lync) subscribes to
+/// juliet over TCP, juliet approves (NOTIFY active, 3500), SIPp exits (the connection
+/// closes with the subscription running); juliet sets dnd, and the NOTIFY (6500) goes
+/// in the same dialog to lync.test's target, a second SIPp, on a connection the
+/// gateway opens, instead of waiting for Lync's refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_watcher_connection_closed_notify_goes_to_its_domain() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let edge = SocketAddr::from((LO, free_port(LO).unwrap()));
+    let server = serve_uas(
+        "lync_gw_notify_after_reconnect_uas.xml",
+        edge,
+        &["-timeout", "40s", "-timeout_error"],
+    )
+    .await;
+    let node = juliet_node(dir.path(), Some(edge)).await;
+    let sip = sip_addr(&node, SipTransportKind::Tcp);
+    let (approved_tx, approved_rx) = std::sync::mpsc::channel::<()>();
+    let client = tokio::task::spawn_blocking({
+        let mut juliet = login_juliet(&node);
+        move || {
+            juliet
+                .expect(|l| l == "subscribe from=bob@lync.test", T)
+                .unwrap();
+            juliet.command("approve bob@lync.test", T).unwrap();
+            // The watcher has gone (its SIPp ended) before the change.
+            approved_rx.recv_timeout(BOUND).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            juliet.command("presence dnd", T).unwrap();
+            juliet
+        }
+    });
+    let uac = run_uac(
+        "lync_gw_watcher_leaves_uac.xml",
+        sip,
+        owned(uac_args("juliet", "lync.test", "bob")),
+    );
+    let r = tokio::time::timeout(BOUND, uac).await.unwrap().unwrap();
+    assert_sipp("lync_gw_watcher_leaves_uac", &r);
+    approved_tx.send(()).unwrap();
+    assert_uas_passed(
+        "lync_gw_notify_after_reconnect_uas",
+        server,
+        Duration::from_secs(40),
+    )
+    .await;
+    let juliet = client.await.unwrap();
+    juliet.quit();
+    node.shutdown().await;
+}
+
 /// Issue 8, test 2: juliet watches bob@lync.test; SIPp (Lync) sends NOTIFYs with
 /// availability 6500, 15500, 18500 → juliet sees Away "Busy", Away, unavailable (Table 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,6 +547,45 @@ async fn sip_im_over_mutual_tls_through_stunnel() {
     node.shutdown().await;
 }
 
+/// alice subscribes to carol (two fedgate nodes), carol approves, alice sees her
+/// available.
+fn alice_watches_carol(alice: &mut XmppClient, carol: &mut XmppClient) {
+    alice.command("subscribe carol@fedgate-b.test", T).unwrap();
+    carol
+        .expect(|l| l == "subscribe from=alice@fedgate-a.test", T)
+        .unwrap();
+    carol.command("approve alice@fedgate-a.test", T).unwrap();
+    carol_available_at_alice(alice);
+}
+
+fn carol_available_at_alice(alice: &mut XmppClient) {
+    let p = alice
+        .expect(
+            |l| {
+                l.starts_with("presence from=carol@fedgate-b.test")
+                    && field(l, "type").as_deref() == Some("available")
+            },
+            T,
+        )
+        .unwrap();
+    assert_eq!(field(&p, "show").as_deref(), Some(""), "{p}");
+}
+
+/// carol's dnd: Busy on the SIP side (Table 3), Away "Busy" at alice (Table 1).
+fn carol_dnd_is_busy_at_alice(alice: &mut XmppClient, carol: &mut XmppClient) {
+    carol.command("presence dnd", T).unwrap();
+    let p = alice
+        .expect(
+            |l| {
+                l.starts_with("presence from=carol@fedgate-b.test")
+                    && field(l, "status").as_deref() == Some("Busy")
+            },
+            T,
+        )
+        .unwrap();
+    assert_eq!(field(&p, "show").as_deref(), Some("away"), "{p}");
+}
+
 /// Issue 8, test 5: two fedgate deployments as SIP federation partners over mutual TLS:
 /// subscriptions and presence both ways (carol's dnd reaches alice as Away "Busy":
 /// Table 3 then Table 1), and messages both ways in one session.
@@ -509,24 +602,10 @@ async fn sip_two_fedgate_nodes_over_mutual_tls() {
         mut alice,
         mut carol,
         dirs: _dirs,
+        ..
     } = sip_pair(&[]).await;
     let run = tokio::task::spawn_blocking(move || {
-        // alice watches carol.
-        alice.command("subscribe carol@fedgate-b.test", T).unwrap();
-        carol
-            .expect(|l| l == "subscribe from=alice@fedgate-a.test", T)
-            .unwrap();
-        carol.command("approve alice@fedgate-a.test", T).unwrap();
-        let p = alice
-            .expect(
-                |l| {
-                    l.starts_with("presence from=carol@fedgate-b.test")
-                        && field(l, "type").as_deref() == Some("available")
-                },
-                T,
-            )
-            .unwrap();
-        assert_eq!(field(&p, "show").as_deref(), Some(""), "{p}");
+        alice_watches_carol(&mut alice, &mut carol);
         // carol watches alice.
         carol.command("subscribe alice@fedgate-a.test", T).unwrap();
         alice
@@ -542,18 +621,7 @@ async fn sip_two_fedgate_nodes_over_mutual_tls() {
                 T,
             )
             .unwrap();
-        // carol's dnd: Busy on the SIP side (Table 3), Away "Busy" at alice (Table 1).
-        carol.command("presence dnd", T).unwrap();
-        let p = alice
-            .expect(
-                |l| {
-                    l.starts_with("presence from=carol@fedgate-b.test")
-                        && field(l, "status").as_deref() == Some("Busy")
-                },
-                T,
-            )
-            .unwrap();
-        assert_eq!(field(&p, "show").as_deref(), Some("away"), "{p}");
+        carol_dnd_is_busy_at_alice(&mut alice, &mut carol);
         // alice's xa: Away on the SIP side, Away at carol.
         alice.command("presence xa", T).unwrap();
         let p = carol
@@ -660,6 +728,63 @@ async fn sip_outbound_subscription_reestablished_after_restart() {
     )
     .await;
     node.shutdown().await;
+}
+
+/// A watcher's subscription survives a restart of the notifier's node: alice
+/// (fedgate-a.test) watches carol (fedgate-b.test) over SIP; B stops (alice sees carol
+/// unavailable) and a node started on B's store takes the subscription dialog up again
+/// (no new SUBSCRIBE: A's refresh is an hour away): when carol logs in, alice sees her
+/// available, through a NOTIFY in the old dialog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_watcher_dialog_resumed_after_the_notifier_restarts() {
+    logs();
+    if !peers_or_skip(&[SLIXMPP]) {
+        return;
+    }
+    let leases = lease(&[A.1, B.1]).await;
+    let SipPair {
+        a,
+        b,
+        mut alice,
+        mut carol,
+        b_config,
+        dirs: _dirs,
+    } = sip_pair(&[]).await;
+    let before = tokio::task::spawn_blocking(move || {
+        alice_watches_carol(&mut alice, &mut carol);
+        carol.quit();
+        alice
+    });
+    let mut alice = tokio::time::timeout(BOUND, before).await.unwrap().unwrap();
+    b.shutdown().await;
+    let alice = tokio::task::spawn_blocking(move || {
+        alice
+            .expect(
+                |l| {
+                    l.starts_with("presence from=carol@fedgate-b.test")
+                        && field(l, "type").as_deref() == Some("unavailable")
+                },
+                T,
+            )
+            .unwrap();
+        alice
+    })
+    .await
+    .unwrap();
+
+    let b = start(b_config, &[]).await;
+    let mut carol = login(&b, "carol@fedgate-b.test", "carol-pw");
+    let after = tokio::task::spawn_blocking(move || {
+        let mut alice = alice;
+        carol_available_at_alice(&mut alice);
+        carol_dnd_is_busy_at_alice(&mut alice, &mut carol);
+        alice.quit();
+        carol.quit();
+    });
+    tokio::time::timeout(BOUND, after).await.unwrap().unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+    drop(leases);
 }
 
 /// Group chat with a SIP contact is refused with a clear error (the seed: no three-way

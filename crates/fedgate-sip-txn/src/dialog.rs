@@ -271,6 +271,14 @@ impl Dialog {
         self.remote_seq
     }
 
+    /// Puts back what changed since the dialog was created from its request (a
+    /// dialog restored after a restart, [`crate::ua::NotifierRecord`]).
+    pub(crate) fn resume(&mut self, local_seq: u32, remote_seq: Option<u32>, target: Uri) {
+        self.local_seq = local_seq;
+        self.remote_seq = remote_seq;
+        self.remote_target = target;
+    }
+
     /// §12.2.2: checks and records the CSeq of an in-dialog request. A number lower
     /// than the last one (or equal, for a new request) is out of order: answer
     /// `Err(500)`. ACK and CANCEL carry the CSeq of their INVITE and are not checked.

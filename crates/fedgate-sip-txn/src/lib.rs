@@ -36,9 +36,14 @@
 //!   [`Endpoint::handle_flow_closed`]): transactions on the flow fail as transport
 //!   errors (RFC 3261 §17.1.4, §17.2.4), IM sessions on it end
 //!   ([`CloseReason::FlowClosed`], no BYE), subscriptions outlive it and move to the
-//!   flow the peer's next in-dialog request comes on.
+//!   flow the peer's next in-dialog request comes on, or a notifier's to the flow the
+//!   application gives it ([`UserAgent::rebind_subscription`]).
+//! - **Restart** ([`UserAgent::export_notifier`], [`UserAgent::restore_notifier`],
+//!   [`ua::NotifierRecord`]): a notifier subscription written down and taken up by a
+//!   later process, in the same dialog.
 //! - **A fuzzing harness** ([`fuzzing`]) that drives one UA with an `Arbitrary`
-//!   sequence of operations (feature `arbitrary`).
+//!   sequence of operations (feature `arbitrary`), and one per transaction machine
+//!   ([`fuzz_txn`]) with the RFC 3261 §17 invariants checked after every step.
 //!
 //! **What it does not do**: no I/O, no clock, no randomness (the driver passes
 //! `now` and a seed); no DNS / RFC 3263 target selection (the driver picks the
@@ -171,6 +176,7 @@ pub mod config;
 pub mod dialog;
 pub mod endpoint;
 pub mod error;
+pub mod fuzz_txn;
 pub mod fuzzing;
 pub mod im;
 pub mod timer;

@@ -11,6 +11,10 @@
 //! On a reliable transport (`reliable = true`: TCP, TLS) timers A, E and G are
 //! never armed and D, I, J and K are zero, so the machine goes straight to
 //! Terminated.
+//!
+//! A machine that ends on Timer B, C, F or H or on a transport error sends nothing
+//! more, not even a retransmission that fell due in the same `handle_timeout` call
+//! (a late driver, or Timer E / G landing on 64·T1 when T2 = T1).
 
 use std::time::{Duration, Instant};
 
@@ -266,6 +270,9 @@ impl ClientInvite {
     fn terminate(&mut self) {
         self.state = ClientInviteState::Terminated;
         self.timers.clear_all();
+        // A Timer A copy that fell due in the same `handle_timeout` as B (a late
+        // driver) must not go out after the TU has learnt the timeout.
+        self.transmit = None;
     }
 
     /// Bytes to send now.
@@ -435,6 +442,8 @@ impl ClientNonInvite {
                 Timer::F if matches!(self.state, Trying | Proceeding) => {
                     self.state = Terminated;
                     self.timers.clear_all();
+                    // Nor a Timer E copy due at the same time (T2 = T1, a late driver).
+                    self.transmit = None;
                     return Some(Failure::Timeout);
                 }
                 Timer::K => {
@@ -452,6 +461,7 @@ impl ClientNonInvite {
         let was = self.state;
         self.state = ClientNonInviteState::Terminated;
         self.timers.clear_all();
+        self.transmit = None;
         matches!(
             was,
             ClientNonInviteState::Trying | ClientNonInviteState::Proceeding
@@ -719,6 +729,9 @@ impl ServerInvite {
     fn terminate(&mut self) {
         self.state = ServerInviteState::Terminated;
         self.timers.clear_all();
+        // A Timer G copy due in the same `handle_timeout` as H (T2 = T1, a late
+        // driver) must not go out after the TU has learnt the ACK timeout.
+        self.transmit = None;
     }
 
     /// Bytes to send now.
@@ -910,6 +923,7 @@ impl ServerNonInvite {
         let live = self.state != ServerNonInviteState::Terminated;
         self.state = ServerNonInviteState::Terminated;
         self.timers.clear_all();
+        self.transmit = None;
         live.then_some(ServerNote::TransportError)
     }
 
@@ -924,5 +938,105 @@ impl ServerNonInvite {
     /// True once Terminated.
     pub fn is_terminated(&self) -> bool {
         self.state == ServerNonInviteState::Terminated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Regressions found by the `sip_txn_*` fuzz targets (see `fuzz_txn`).
+    use super::*;
+
+    const FLAT: TimerConfig = TimerConfig {
+        t2: Duration::from_millis(500),
+        ..TimerConfig::DEFAULT
+    };
+
+    fn request(method: &str) -> Message {
+        crate::fuzz_txn::request(
+            &crate::fuzz_txn::Setup {
+                method: if method == "INVITE" { 0 } else { 1 },
+                ..Default::default()
+            },
+            method == "INVITE",
+        )
+    }
+
+    #[test]
+    fn client_invite_late_timer_b_sends_no_last_copy() {
+        // A driver that wakes up after Timer B: A (due at 500 ms) and B (32 s) fire in
+        // one call. The TU gets the timeout and the INVITE is not sent again.
+        let t = Instant::now();
+        let req = request("INVITE");
+        let wire = req.to_bytes();
+        let mut m = ClientInvite::new(t, req, wire, false, TimerConfig::DEFAULT);
+        assert!(m.poll_transmit().is_some());
+        let late = t + Duration::from_secs(65);
+        assert_eq!(m.handle_timeout(late), Some(Failure::Timeout));
+        assert!(m.is_terminated());
+        assert_eq!(m.poll_transmit(), None);
+    }
+
+    #[test]
+    fn client_non_invite_timer_e_on_timer_f_sends_nothing() {
+        // T2 = T1: Timer E fires every 500 ms, the 64th time together with Timer F.
+        let t = Instant::now();
+        let req = request("OPTIONS");
+        let wire = req.to_bytes();
+        let mut m = ClientNonInvite::new(t, req, wire, false, FLAT);
+        assert!(m.poll_transmit().is_some());
+        let mut copies = 0;
+        while let Some(at) = m.poll_timeout() {
+            let failure = m.handle_timeout(at);
+            let sent = m.poll_transmit().is_some();
+            if failure.is_some() {
+                assert_eq!(at, t + Duration::from_secs(32));
+                assert!(!sent, "a copy after Timer F");
+                break;
+            }
+            copies += usize::from(sent);
+        }
+        assert_eq!(copies, 63);
+        assert!(m.is_terminated());
+    }
+
+    #[test]
+    fn server_invite_timer_g_on_timer_h_sends_nothing() {
+        let t = Instant::now();
+        let req = request("INVITE");
+        let wire = util::response_to(&req, 486, None).to_bytes();
+        let mut m = ServerInvite::new(t, req, false, FLAT);
+        m.send_response(t, util::status(486), wire)
+            .expect("Proceeding takes a final");
+        assert!(m.poll_transmit().is_some());
+        let mut copies = 0;
+        while let Some(at) = m.poll_timeout() {
+            let note = m.handle_timeout(at);
+            let sent = m.poll_transmit().is_some();
+            if note == Some(ServerNote::AckTimeout) {
+                assert_eq!(at, t + Duration::from_secs(32));
+                assert!(!sent, "a 486 after Timer H");
+                break;
+            }
+            copies += usize::from(sent);
+        }
+        // Timer G every 500 ms (T2 = T1) before Timer H.
+        assert_eq!(copies, 63);
+        assert!(m.is_terminated());
+    }
+
+    #[test]
+    fn transport_error_drops_a_pending_transmission() {
+        let t = Instant::now();
+        let req = request("OPTIONS");
+        let wire = req.to_bytes();
+        let mut c = ClientNonInvite::new(t, req.clone(), wire, false, FLAT);
+        assert_eq!(c.handle_transport_error(), Some(Failure::TransportError));
+        assert_eq!(c.poll_transmit(), None);
+        let wire = util::response_to(&req, 100, None).to_bytes();
+        let mut s = ServerNonInvite::new(t, req, false, FLAT);
+        s.send_response(t, util::status(100), wire)
+            .expect("Trying takes a provisional");
+        assert_eq!(s.handle_transport_error(), Some(ServerNote::TransportError));
+        assert_eq!(s.poll_transmit(), None);
     }
 }

@@ -18,6 +18,17 @@ use crate::timer::Timers;
 use crate::transaction::ServerNote;
 use crate::util::{self, IdMap};
 
+mod resume;
+pub use resume::NotifierRecord;
+
+/// CSeq numbers skipped when a notifier dialog is restored
+/// ([`UserAgent::restore_notifier`]): the record holds the number of its export, and
+/// NOTIFYs sent after that (before the restart) used higher ones; the subscriber
+/// refuses a number not above the last it saw (500, RFC 3261 §12.2.2). The
+/// application exports again at every refresh, so far fewer NOTIFYs than this pass
+/// between two exports.
+pub const RESTORE_CSEQ_GAP: u32 = 100_000;
+
 /// Configuration of a [`UserAgent`].
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -300,6 +311,16 @@ pub enum UaEvent {
         /// The body (may be empty).
         body: Bytes,
     },
+    /// Notifier: the connection the subscriber used closed
+    /// ([`UserAgent::handle_flow_closed`]). The subscription runs on, but its
+    /// NOTIFYs are held back until the application gives it a path to the subscriber
+    /// ([`UserAgent::rebind_subscription`]: a new connection to its domain, RFC 3261
+    /// §12.2.1.1 and RFC 3263) or the subscriber's next request arrives on another
+    /// connection.
+    SubscriptionFlowLost {
+        /// The subscription.
+        subscription: SubscriptionId,
+    },
     /// The subscription ended (either role).
     SubscriptionTerminated {
         /// The subscription.
@@ -424,6 +445,8 @@ struct Sub {
     /// The connection of `flow` closed; the next in-dialog request from the peer
     /// on another flow becomes the subscription's flow.
     flow_lost: bool,
+    /// A NOTIFY was held back while `flow_lost`: the next flow gets one at once.
+    held_back: bool,
     timers: Timers<UaTimer>,
     deadline: Option<Instant>,
 }
@@ -600,7 +623,9 @@ impl UserAgent {
     ///   or refresh due meanwhile is skipped (the notifier keeps the document and
     ///   sends it with the next NOTIFY), and ending one ends it locally. The next
     ///   in-dialog request from the peer (a refresh SUBSCRIBE, a NOTIFY) on another
-    ///   flow makes that flow the subscription's flow.
+    ///   flow makes that flow the subscription's flow; a notifier's subscription is
+    ///   reported ([`UaEvent::SubscriptionFlowLost`]) so the application can give it a
+    ///   flow at once ([`UserAgent::rebind_subscription`]).
     pub fn handle_flow_closed(&mut self, now: Instant, flow: Flow) {
         self.ep.handle_flow_closed(now, flow);
         self.pump(now);
@@ -614,10 +639,20 @@ impl UserAgent {
         for id in gone {
             self.end_session(now, id, CloseReason::FlowClosed);
         }
-        for s in self.subs.values_mut() {
+        let mut lost: Vec<u64> = Vec::new();
+        for (id, s) in self.subs.iter_mut() {
             if s.flow == flow {
                 s.flow_lost = true;
+                if s.role == SubRole::Notifier && s.dialog.is_some() {
+                    lost.push(*id);
+                }
             }
+        }
+        lost.sort_unstable();
+        for id in lost {
+            self.events.push_back(UaEvent::SubscriptionFlowLost {
+                subscription: SubscriptionId(id),
+            });
         }
         self.pump(now);
     }
@@ -1111,6 +1146,7 @@ impl UserAgent {
                 retried_423: false,
                 doc: None,
                 flow_lost: false,
+                held_back: false,
                 timers,
                 deadline: None,
             },
@@ -1232,6 +1268,138 @@ impl UserAgent {
         Ok(())
     }
 
+    /// An established notifier subscription (answered, with its dialog).
+    fn notifier_mut(&mut self, sub: SubscriptionId) -> Result<&mut Sub, Error> {
+        let s = self
+            .subs
+            .get_mut(&sub.0)
+            .ok_or(Error::UnknownSubscription)?;
+        if s.role != SubRole::Notifier || s.dialog.is_none() {
+            return Err(Error::WrongState(
+                "not an established notifier subscription",
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Notifier: what [`restore_notifier`](UserAgent::restore_notifier) needs to
+    /// take this subscription up again after a restart; `None` unless it is an
+    /// answered notifier subscription (`Active` or `Pending`). Export again after
+    /// each [`UaEvent::SubscriptionRefreshed`] (new expiry, remote target, CSeq).
+    pub fn export_notifier(&self, now: Instant, sub: SubscriptionId) -> Option<NotifierRecord> {
+        let s = self.subs.get(&sub.0)?;
+        let d = s.dialog.as_ref()?;
+        if s.role != SubRole::Notifier || matches!(s.state, SubState::Terminated(_)) {
+            return None;
+        }
+        Some(NotifierRecord {
+            request: s.request.clone(),
+            local_tag: d.id().local_tag.clone(),
+            local_seq: d.local_seq(),
+            remote_seq: d.remote_seq(),
+            remote_target: d.remote_target().clone(),
+            state: s.state.clone(),
+            expires_in: s
+                .expires_at
+                .map_or(Duration::ZERO, |e| e.saturating_duration_since(now)),
+        })
+    }
+
+    /// Notifier: takes up a subscription written down by
+    /// [`export_notifier`](UserAgent::export_notifier) (before a restart), with `left`
+    /// of its time to run (the record's `expires_in` less the time that passed);
+    /// in-dialog requests go on `flow` (the application's path to the subscriber:
+    /// the connection it came in on is gone). Our CSeq goes on
+    /// [`RESTORE_CSEQ_GAP`] past the recorded one. Nothing is sent: the application
+    /// sends the current state with [`notify`](UserAgent::notify). Refused when the
+    /// time is up, the dialog is already known, or the dialog limit is reached.
+    pub fn restore_notifier(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        rec: NotifierRecord,
+        left: Duration,
+    ) -> Result<SubscriptionId, Error> {
+        let secs = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+        if secs == 0 {
+            return Err(Error::WrongState("subscription expired"));
+        }
+        if self.dialogs_full() {
+            return Err(Error::Limit {
+                what: "max_dialogs",
+            });
+        }
+        let mut dialog = Dialog::uas(&rec.request, rec.local_tag, self.cfg.contact.clone())?;
+        dialog.resume(
+            rec.local_seq.saturating_add(RESTORE_CSEQ_GAP),
+            rec.remote_seq,
+            rec.remote_target,
+        );
+        let key = dialog.id().clone();
+        if self.by_dialog.contains_key(&key as &dyn DialogKey) {
+            return Err(Error::WrongState("dialog already known"));
+        }
+        let event = rec
+            .request
+            .headers
+            .get(HeaderKind::Event)
+            .map(|h| h.value_bytes())
+            .ok_or(Error::InvalidMessage("no Event"))?;
+        let id = self.new_id();
+        let expires_at = at(now, Duration::from_secs(u64::from(secs)));
+        let mut timers = Timers::default();
+        timers.set(UaTimer::Expiry, expires_at);
+        self.subs.insert(
+            id,
+            Sub {
+                role: SubRole::Notifier,
+                flow,
+                dialog: Some(dialog),
+                event,
+                request: rec.request,
+                pending_txn: None,
+                granted: secs,
+                expires_at: Some(expires_at),
+                state: match rec.state {
+                    SubState::Pending => SubState::Pending,
+                    _ => SubState::Active,
+                },
+                got_notify: false,
+                unsubscribing: false,
+                retried_423: false,
+                doc: None,
+                flow_lost: false,
+                held_back: false,
+                timers,
+                deadline: None,
+            },
+        );
+        self.by_dialog.insert(DialogMapKey(key), Obj::Sub(id));
+        self.reschedule(Obj::Sub(id));
+        Ok(SubscriptionId(id))
+    }
+
+    /// Notifier: sends this subscription's requests on `flow` from now on (after
+    /// [`UaEvent::SubscriptionFlowLost`]: a connection to the subscriber's domain).
+    /// A NOTIFY held back meanwhile goes out at once, with the current state and the
+    /// last document.
+    pub fn rebind_subscription(
+        &mut self,
+        now: Instant,
+        sub: SubscriptionId,
+        flow: Flow,
+    ) -> Result<(), Error> {
+        let s = self.notifier_mut(sub)?;
+        s.flow = flow;
+        s.flow_lost = false;
+        if std::mem::take(&mut s.held_back) {
+            let st = s.state.clone();
+            self.send_notify(now, sub.0, st, None)?;
+            self.pump(now);
+        }
+        Ok(())
+    }
+
     /// Notifier: rejects a requested subscription (403, 404, …).
     pub fn reject_subscription(
         &mut self,
@@ -1259,15 +1427,7 @@ impl UserAgent {
         state: Option<SubState>,
         body: Option<(&str, Bytes)>,
     ) -> Result<(), Error> {
-        let s = self
-            .subs
-            .get_mut(&sub.0)
-            .ok_or(Error::UnknownSubscription)?;
-        if s.role != SubRole::Notifier || s.dialog.is_none() {
-            return Err(Error::WrongState(
-                "not an established notifier subscription",
-            ));
-        }
+        let s = self.notifier_mut(sub)?;
         if let Some(st) = state {
             if let SubState::Terminated(r) = st {
                 return self.terminate_subscription_with(now, sub, r, body);
@@ -1347,7 +1507,9 @@ impl UserAgent {
         };
         if s.flow_lost {
             // No path to the subscriber (see `handle_flow_closed`); the document
-            // goes with the NOTIFY that answers its next refresh.
+            // goes with the NOTIFY sent on the next path (`rebind_subscription`) or
+            // with the one that answers its next refresh.
+            s.held_back = true;
             return Ok(());
         }
         let remaining = s
@@ -1720,6 +1882,7 @@ impl UserAgent {
                 retried_423: false,
                 doc: None,
                 flow_lost: false,
+                held_back: false,
                 timers: Timers::default(),
                 deadline: None,
             },
@@ -1856,6 +2019,7 @@ impl UserAgent {
             // The peer reached us on a new connection: use it from now on.
             s.flow = flow;
             s.flow_lost = false;
+            s.held_back = false; // the answer to its request carries the document
         }
         let Some(d) = s.dialog.as_mut() else {
             self.answer(now, txn, req, 481);

@@ -1312,13 +1312,64 @@ fn flow_closed_subscription_without_refresh_expires_quietly() {
     let ev: Vec<UaEvent> = std::iter::from_fn(|| n.b.poll_event()).collect();
     assert_eq!(
         ev,
-        vec![UaEvent::SubscriptionTerminated {
-            subscription: sb,
-            reason: SubEnd::Expired
-        }]
+        vec![
+            UaEvent::SubscriptionFlowLost { subscription: sb },
+            UaEvent::SubscriptionTerminated {
+                subscription: sb,
+                reason: SubEnd::Expired
+            }
+        ]
     );
     assert!(n.b.poll_transmit().is_none());
     assert_eq!(n.b.subscription_count(), 0);
+}
+
+/// The notifier is told its watcher's connection closed and moves the subscription
+/// to a flow of its own (a connection to the watcher's domain): the NOTIFY held back
+/// goes out at once on it, later ones too, and the watcher takes them in its dialog.
+#[test]
+fn flow_closed_notifier_rebound_to_a_new_flow_sends_what_it_held_back() {
+    let mut n = Net::new(TransportKind::Tls);
+    let (sa, sb) = active_subscription(&mut n, 600);
+    n.b.handle_flow_closed(n.now, n.flow);
+    assert_eq!(
+        n.b.poll_event(),
+        Some(UaEvent::SubscriptionFlowLost { subscription: sb })
+    );
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>busy</presence>"))),
+    )
+    .expect("held back");
+    assert!(n.b.poll_transmit().is_none());
+    // A subscriber's subscription and an unknown id cannot be moved.
+    let ours = Flow::new(9, TransportKind::Tls);
+    assert!(n.a.rebind_subscription(n.now, sa, ours).is_err());
+    assert!(
+        n.b.rebind_subscription(n.now, SubscriptionId(9999), ours)
+            .is_err()
+    );
+    n.b.rebind_subscription(n.now, sb, ours).expect("moved");
+    let t = n.b.poll_transmit().expect("the NOTIFY held back");
+    assert_eq!(t.flow, ours);
+    n.flow = ours;
+    n.ev_a.clear();
+    n.a.handle_datagram(n.now, ours, t.payload);
+    n.pump();
+    assert!(n.ev_a.iter().any(|e| matches!(e, UaEvent::Notified { subscription, body, .. } if *subscription == sa && body.as_ref() == b"<presence>busy</presence>")));
+    // Nothing held back: moving again sends nothing.
+    n.b.rebind_subscription(n.now, sb, ours).expect("moved");
+    assert!(n.b.poll_transmit().is_none());
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>online</presence>"))),
+    )
+    .expect("notify");
+    assert_eq!(n.b.poll_transmit().expect("NOTIFY").flow, ours);
 }
 
 #[test]
@@ -1347,4 +1398,117 @@ fn idle_timeout_counts_from_the_latest_message() {
             reason: CloseReason::Idle
         })
     );
+}
+
+/// A notifier written down and taken up by a new user agent (a restart): the
+/// subscriber's dialog goes on — NOTIFYs with higher CSeq numbers, refreshes
+/// answered — and the restored subscription still expires.
+#[test]
+fn notifier_restored_after_a_restart_keeps_its_dialog() {
+    use fedgate_sip_txn::ua::{NotifierRecord, RESTORE_CSEQ_GAP};
+    let mut n = Net::new(TransportKind::Tls);
+    let (sa, sb) = active_subscription(&mut n, 3600);
+    n.b.notify(
+        n.now,
+        sb,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>away</presence>"))),
+    )
+    .expect("notify");
+    n.pump();
+    let before = n.b.export_notifier(n.now, sb).expect("exportable");
+    assert_eq!(before.state, SubState::Active);
+    assert_eq!(before.expires_in, secs(3600));
+    // Through the encoding, as a store keeps it.
+    let limits = fedgate_sip::Limits::default();
+    let rec = NotifierRecord::decode(&before.encode(), &limits).expect("decodes");
+    assert_eq!(rec, before);
+    for bad in [
+        &b"FEDGATE-NOTIFIER 2\r\n\r\n"[..],
+        &before.encode()[..40],
+        b"garbage",
+    ] {
+        assert!(NotifierRecord::decode(bad, &limits).is_err());
+    }
+    let last_seq = n
+        .log
+        .iter()
+        .rev()
+        .find(|(d, m)| *d == '<' && m.method() == Some(&Method::Notify))
+        .expect("a NOTIFY")
+        .1
+        .cseq()
+        .expect("CSeq")
+        .seq;
+
+    // The restart: B is a new user agent; ten minutes pass.
+    n.b = ua("gw.contoso.com", 23, TransportKind::Tls);
+    n.advance(secs(600));
+    let left = rec.expires_in - secs(600);
+    let sb2 =
+        n.b.restore_notifier(n.now, n.flow, rec.clone(), left)
+            .expect("restored");
+    assert_eq!(n.b.subscription_count(), 1);
+    assert!(
+        n.b.restore_notifier(n.now, n.flow, rec.clone(), left)
+            .is_err(),
+        "the same dialog twice"
+    );
+    assert!(
+        n.b.restore_notifier(n.now, n.flow, rec, Duration::ZERO)
+            .is_err(),
+        "expired"
+    );
+    n.b.notify(
+        n.now,
+        sb2,
+        None,
+        Some((PIDF, Bytes::from_static(b"<presence>busy</presence>"))),
+    )
+    .expect("notify after the restart");
+    n.pump();
+    let notify = &n.log.last().expect("logged");
+    assert_eq!(
+        notify.1.status().map(|s| s.as_u16()),
+        Some(200),
+        "A accepted the NOTIFY"
+    );
+    let sent = n
+        .log
+        .iter()
+        .rev()
+        .find(|(d, m)| *d == '<' && m.method() == Some(&Method::Notify))
+        .expect("NOTIFY")
+        .1
+        .clone();
+    assert_eq!(
+        sent.cseq().expect("CSeq").seq,
+        last_seq + RESTORE_CSEQ_GAP + 1
+    );
+    assert!(n.ev_a.iter().any(|e| matches!(e, UaEvent::Notified { subscription, body, .. } if *subscription == sa && body.as_ref() == b"<presence>busy</presence>")));
+    // A's refresh (5 min before its expiry) reaches the restored subscription.
+    n.ev_b.clear();
+    n.advance(secs(3600 - 600 - 300 + 1));
+    assert!(n.ev_b.contains(&UaEvent::SubscriptionRefreshed {
+        subscription: sb2,
+        expires: 3600
+    }));
+    assert_eq!(n.a.subscription_state(sa), Some(&SubState::Active));
+    // A pending record restores pending, and without refresh it ends on time.
+    let mut p = n.b.export_notifier(n.now, sb2).expect("exportable");
+    p.state = SubState::Pending;
+    let mut c = ua("gw.contoso.com", 24, TransportKind::Tls);
+    let id = c
+        .restore_notifier(n.now, n.flow, p, secs(30))
+        .expect("restored");
+    assert_eq!(c.subscription_state(id), Some(&SubState::Pending));
+    c.handle_timeout(n.now + secs(30));
+    assert!(matches!(
+        c.poll_event(),
+        Some(UaEvent::SubscriptionTerminated {
+            reason: SubEnd::Expired,
+            ..
+        })
+    ));
+    assert_eq!(c.subscription_count(), 0);
 }

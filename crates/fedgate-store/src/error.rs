@@ -8,7 +8,7 @@ use std::path::PathBuf;
 ///
 /// | variant | XMPP answer | SIP answer |
 /// |---|---|---|
-/// | [`StoreError::OfflineQuotaFull`], [`StoreError::RosterFull`] | `<resource-constraint/>` (wait) | 480 / 503 |
+/// | [`StoreError::OfflineQuotaFull`], [`StoreError::RosterFull`], [`StoreError::SipDialogsFull`] | `<resource-constraint/>` (wait) | 480 / 503 |
 /// | [`StoreError::TooLarge`] | `<policy-violation/>` (modify) | 513 |
 /// | [`StoreError::Busy`] | `<resource-constraint/>` (wait) | 503 + `Retry-After` |
 /// | anything else | `<internal-server-error/>` (wait) | 500 |
@@ -53,7 +53,8 @@ pub enum StoreError {
     /// A text or stanza is longer than the configured limit; nothing was written.
     #[error("{what} is {len} bytes long; the limit is {limit}")]
     TooLarge {
-        /// What was too long (`"offline stanza"`, `"roster item name"`, …).
+        /// What was too long (`"offline stanza"`, `"roster item name"`,
+        /// `"sip dialog record"`, …).
         what: &'static str,
         /// Its length in bytes (or count, for `"roster groups"`).
         len: usize,
@@ -73,6 +74,13 @@ pub enum StoreError {
     RosterFull {
         /// The user.
         user: String,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The store holds the configured maximum of SIP dialog records
+    /// ([`crate::StoreLimits::max_sip_dialogs`]).
+    #[error("SIP dialog table is full ({limit} dialogs); dialog not stored")]
+    SipDialogsFull {
         /// The configured limit.
         limit: usize,
     },
@@ -120,7 +128,10 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Busy { .. } | Self::OfflineQuotaFull { .. } | Self::RosterFull { .. }
+            Self::Busy { .. }
+                | Self::OfflineQuotaFull { .. }
+                | Self::RosterFull { .. }
+                | Self::SipDialogsFull { .. }
         )
     }
 }

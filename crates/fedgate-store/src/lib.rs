@@ -18,8 +18,12 @@
 //! * **Offline messages** — [`OfflineStore`]: a bounded per-user queue, read in arrival
 //!   order with `offline_peek` and deleted with `offline_ack` after delivery, so a crash in
 //!   between re-delivers instead of losing.
-//! * **Limits** — [`StoreLimits`]: stanza and text sizes, roster items, queue length, so a
-//!   peer cannot grow the database without bound for a user.
+//! * **SIP dialogs** — [`SipDialogStore`]: the dialogs of running SIP subscriptions (a
+//!   Lync user watching a local user) as opaque [`SipDialogRecord`]s keyed by an id, so a
+//!   restarted node keeps sending NOTIFYs in the same dialogs; `sip_dialogs(now)` deletes
+//!   the expired ones and returns the rest.
+//! * **Limits** — [`StoreLimits`]: stanza and text sizes, roster items, queue length, SIP
+//!   dialog count and size, so a peer cannot grow the database without bound.
 //!
 //! Durability: WAL journal, `synchronous=FULL`, one `IMMEDIATE` transaction per write
 //! method. When a write returns `Ok` it is on disk; the node acknowledges nothing to a peer
@@ -38,11 +42,12 @@
 //!
 //! # What it does not do
 //!
-//! No networking, no clock (the caller passes [`fedgate_policy::Timestamp`]s), no tokio.
-//! It does not parse stanzas or JIDs: stanzas are opaque text, roster JIDs are strings the
-//! node has already canonicalised (only emptiness, resources, whitespace and length are
-//! checked). No SASLprep: the node normalizes passwords before calling. No SCRAM protocol
-//! exchange (nonces, message parsing: fedgate-xmpp's job), only the keys and the checks
+//! No networking, no clock (the caller passes [`fedgate_policy::Timestamp`]s, or unix
+//! seconds for SIP dialogs), no tokio. It does not parse stanzas, JIDs or SIP dialogs:
+//! stanzas and dialog records are opaque, roster JIDs are strings the node has already
+//! canonicalised (only emptiness, resources, whitespace and length are checked). No
+//! SASLprep: the node normalizes passwords before calling. No SCRAM protocol exchange
+//! (nonces, message parsing: fedgate-xmpp's job), only the keys and the checks
 //! ([`ScramCredentials::verify_client_proof`], [`ScramCredentials::server_signature`]).
 //! No roster diffs for versioning (a client with an old version gets the full roster), no
 //! expiry of offline messages, no networked engine for clusters yet, no read replicas.
@@ -62,6 +67,14 @@
 //!     store.add_user(&alice, "pencil")?;
 //!     store.roster_set(&alice, &RosterItem::new("bob@lync.example"))?;
 //!     store.offline_push(&alice, Timestamp::from_millis(1), "<message>hi</message>")?;
+//!     store.put_sip_dialog(&SipDialogRecord {
+//!         id: "a84b4c76e66710@lync.example;from-tag=1928301774;to-tag=314159".into(),
+//!         local: "alice@example.com".into(),
+//!         remote: "bob@lync.example".into(),
+//!         record: b"(the gateway's serialized dialog)".to_vec(),
+//!         stored_at: 1_700_000_000,
+//!         expires_at: 1_700_003_600,
+//!     })?;
 //! } // closed: as after a restart
 //! let mut store = SqliteStore::open(dir.path())?;
 //! assert_eq!(store.load()?.local_domains, vec!["example.com".parse::<Domain>()?]);
@@ -75,6 +88,8 @@
 //! // ... deliver, then:
 //! store.offline_ack(&alice, &[queued[0].id])?;
 //! assert_eq!(store.offline_count(&alice)?, 0);
+//! assert_eq!(store.sip_dialogs(1_700_000_060)?.len(), 1); // not expired yet
+//! assert!(store.sip_dialogs(1_700_003_600)?.is_empty()); // expired: deleted
 //! # Ok(())
 //! # }
 //! ```
@@ -88,6 +103,7 @@ mod offline;
 mod roster;
 mod schema;
 mod scram;
+mod sipdialog;
 mod sqlite;
 mod users;
 
@@ -98,5 +114,6 @@ pub use offline::{OfflineId, OfflineMessage, OfflineStore};
 pub use roster::{MAX_BARE_JID_BYTES, Roster, RosterItem, RosterStore, RosterSubscription};
 pub use schema::SCHEMA_VERSION;
 pub use scram::{ScramCredentials, ScramMechanism};
+pub use sipdialog::{MAX_SIP_DIALOG_ID_BYTES, SipDialogRecord, SipDialogStore};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use users::{CredentialStore, SALT_LEN, UserStore};

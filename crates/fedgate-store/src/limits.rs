@@ -2,11 +2,14 @@
 
 /// Limits on stored data, so a remote peer cannot make the database grow without bound
 /// per user. Every limit is checked before anything is written; exceeding one gives
-/// [`crate::StoreError::TooLarge`], [`crate::StoreError::OfflineQuotaFull`] or
-/// [`crate::StoreError::RosterFull`] and a `tracing` warning.
+/// [`crate::StoreError::TooLarge`], [`crate::StoreError::OfflineQuotaFull`],
+/// [`crate::StoreError::RosterFull`] or [`crate::StoreError::SipDialogsFull`] and a
+/// `tracing` warning.
 ///
-/// With the defaults, one user's offline queue is at most 500 × 64 KiB = 32 MiB and one
-/// roster at most 1000 × (3071 + 1 KiB + 16 × 1 KiB + 64 KiB) ≈ 85 MiB in the worst case.
+/// With the defaults, one user's offline queue is at most 500 × 64 KiB = 32 MiB, one
+/// roster at most 1000 × (3071 + 1 KiB + 16 × 1 KiB + 64 KiB) ≈ 85 MiB and the SIP dialog
+/// table (all users together) at most 100 000 × (1 KiB + 2 × 2047 + 16 KiB) ≈ 2 GiB in the
+/// worst case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
     /// Largest stanza stored (an offline message, a roster item's pending-in
@@ -23,6 +26,11 @@ pub struct StoreLimits {
     /// Longest password accepted by [`crate::UserStore::add_user`] and `verify_plain`, in
     /// bytes: 1024 (PBKDF2 cost does not depend on it, but we do not hash megabytes).
     pub max_password_bytes: usize,
+    /// Most SIP dialog records ([`crate::SipDialogStore`]) in the whole store, expired
+    /// ones included until `sip_dialogs` removes them: 100 000.
+    pub max_sip_dialogs: usize,
+    /// Largest SIP dialog record (its opaque `record` bytes): 16 384 (16 KiB).
+    pub max_sip_dialog_bytes: usize,
 }
 
 impl Default for StoreLimits {
@@ -34,6 +42,8 @@ impl Default for StoreLimits {
             max_roster_items: 1000,
             max_offline_messages: 500,
             max_password_bytes: 1024,
+            max_sip_dialogs: 100_000,
+            max_sip_dialog_bytes: 16 * 1024,
         }
     }
 }

@@ -880,6 +880,7 @@ impl NodeConfig {
                     "limits.store.max_password_bytes",
                     stl.max_password_bytes,
                 )?,
+                ..fedgate_store::StoreLimits::default()
             },
             scram_iterations: self.store.scram_iterations,
         };

@@ -119,18 +119,21 @@
 //! no path to the peer; its pending MESSAGEs fail with 503 first), instead of
 //! lingering until the idle timer. Subscriptions outlive the connection: the core
 //! moves one to the connection the peer's next in-dialog request (a refresh) comes
-//! on. A connection to a [`Target`] we send our own requests to is not a flow of its
+//! on, and a notifier's ([`SipUaEvent::SubscriptionFlowLost`]) can be moved at once to
+//! a [`Target`] of the application's ([`SipUa::rebind_subscription`]; the SIP gateway
+//! sends it to the watcher's domain), its NOTIFYs held back until then. A connection to a [`Target`] we send our own requests to is not a flow of its
 //! own (the transport reconnects), so its end changes nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use fedgate_sip::{Address, HeaderKind, Message, Method};
 use fedgate_sip_txn::{
     CloseReason, Flow, MessageHandle, SessionId, SubEnd, SubState, SubscribeParams, SubscriptionId,
-    Transmit, UaConfig, UaEvent, UserAgent,
+    Transmit, UaConfig, UaEvent, UserAgent, ua::NotifierRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -258,6 +261,13 @@ pub enum SipUaEvent {
         content_type: Option<Bytes>,
         /// The body (may be empty).
         body: Bytes,
+    },
+    /// Notifier: the connection the watcher's requests came on closed; NOTIFYs are
+    /// held back until [`SipUa::rebind_subscription`] gives the subscription a target
+    /// (or the watcher's next request comes on another connection).
+    SubscriptionFlowLost {
+        /// The subscription.
+        subscription: SubscriptionId,
     },
     /// A subscription ended (either role).
     SubscriptionTerminated {
@@ -411,6 +421,21 @@ enum Command {
         session: SessionId,
         active: bool,
         reply: Reply<()>,
+    },
+    ExportNotifier {
+        sub: SubscriptionId,
+        reply: Reply<Option<NotifierRecord>>,
+    },
+    RebindSubscription {
+        sub: SubscriptionId,
+        target: Target,
+        reply: Reply<()>,
+    },
+    RestoreNotifier {
+        target: Target,
+        record: Box<NotifierRecord>,
+        left: Duration,
+        reply: Reply<SubscriptionId>,
     },
 }
 
@@ -645,6 +670,48 @@ impl SipUa {
     ) -> Result<Option<(Bytes, Bytes)>, UaError> {
         self.call(|reply| Command::TakeFirstMessage { session, reply })
             .await
+    }
+
+    /// Notifier: the record that lets a later process take this subscription up
+    /// again ([`UserAgent::export_notifier`]); `None` if it is not an answered
+    /// notifier subscription.
+    pub async fn export_notifier(
+        &self,
+        sub: SubscriptionId,
+    ) -> Result<Option<NotifierRecord>, UaError> {
+        self.call(|reply| Command::ExportNotifier { sub, reply })
+            .await
+    }
+
+    /// Notifier: sends this subscription's NOTIFYs to `target` from now on (after
+    /// [`SipUaEvent::SubscriptionFlowLost`]); one held back meanwhile goes at once.
+    pub async fn rebind_subscription(
+        &self,
+        sub: SubscriptionId,
+        target: Target,
+    ) -> Result<(), UaError> {
+        self.call(|reply| Command::RebindSubscription { sub, target, reply })
+            .await
+    }
+
+    /// Notifier: takes up a subscription of an earlier process
+    /// ([`UserAgent::restore_notifier`]) with `left` of its time to run; its NOTIFYs go
+    /// to `target` (the subscriber's domain: the connection the SUBSCRIBE came on is
+    /// gone). A later in-dialog request from the subscriber on another connection
+    /// does not move it.
+    pub async fn restore_notifier(
+        &self,
+        target: Target,
+        record: NotifierRecord,
+        left: Duration,
+    ) -> Result<SubscriptionId, UaError> {
+        self.call(|reply| Command::RestoreNotifier {
+            target,
+            record: Box::new(record),
+            left,
+            reply,
+        })
+        .await
     }
 
     /// Sends a typing indication (RFC 3994 `application/im-iscomposing+xml`, state
@@ -973,6 +1040,22 @@ impl Driver {
             } => {
                 let _ = reply.send(self.ua.send_typing(n, session, active));
             }
+            Command::ExportNotifier { sub, reply } => {
+                let _ = reply.send(Ok(self.ua.export_notifier(n, sub)));
+            }
+            Command::RebindSubscription { sub, target, reply } => {
+                let flow = self.flows.target(&target);
+                let _ = reply.send(self.ua.rebind_subscription(n, sub, flow));
+            }
+            Command::RestoreNotifier {
+                target,
+                record,
+                left,
+                reply,
+            } => {
+                let flow = self.flows.target(&target);
+                let _ = reply.send(self.ua.restore_notifier(n, flow, *record, left));
+            }
         }
     }
 
@@ -1068,6 +1151,9 @@ impl Driver {
                     content_type,
                     body,
                 });
+            }
+            UaEvent::SubscriptionFlowLost { subscription } => {
+                self.push(SipUaEvent::SubscriptionFlowLost { subscription });
             }
             UaEvent::SubscriptionTerminated {
                 subscription,
@@ -1183,7 +1269,7 @@ enum Failed {
 
 /// The media types of a request's Accept headers (RFC 3261 §20.1), lowercased, without
 /// parameters; at most 32 (the rest is ignored).
-fn accept_types(m: &Message) -> Vec<String> {
+pub(crate) fn accept_types(m: &Message) -> Vec<String> {
     m.headers
         .get_all(HeaderKind::Accept)
         .flat_map(|h| {

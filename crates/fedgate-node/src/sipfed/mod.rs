@@ -55,6 +55,10 @@
 //! changes the decision. `unsubscribed` (a refusal or revocation) ends a running
 //! subscription with `terminated;reason=rejected`. Refreshes are answered by the UA
 //! (with the last document); an expired or unsubscribed subscription is forgotten.
+//! When the watcher's connection closes, its subscription's NOTIFYs go to the
+//! watcher's domain (the best route, as for our own requests) instead of waiting for
+//! its refresh. Each answered watcher subscription's dialog is in the store and is
+//! taken up again after a restart (`sipfed/resume.rs`).
 //!
 //! # IM (session mode)
 //! A local `<message type='chat'/>` to a Lync user opens a session (INVITE → 200 → ACK)
@@ -115,7 +119,9 @@
 //! * No page-mode MESSAGE (answered 501 by the driver), no RLMI/multipart NOTIFY
 //!   bodies, no conference (three-way) sessions, no `multipart/alternative` MESSAGE
 //!   bodies (answered 200, not carried).
-//! * IM dialogs are not stored: after a restart the next message opens a new session.
+//! * IM dialogs are not stored (a session ends with its connection, on both sides):
+//!   after a restart the next message opens a new session. Watchers' subscription
+//!   dialogs are stored and taken up again at start (`sipfed/resume.rs`).
 //! * A delivery error reaches the SIP side only when the router knows it at once
 //!   (unknown user, offline refused, offline queue full or store error): a message
 //!   written to a client session that then fails is not reported (XMPP has no
@@ -129,6 +135,7 @@
 //! * Authorization of watchers is the router's (roster and per-user policy); the
 //!   gateway only applies its answers.
 
+mod resume;
 mod routes;
 pub mod translate;
 
@@ -244,6 +251,9 @@ struct State {
     /// Watchers approved by the user whose `active` NOTIFY waits for the presence the
     /// router sends right after the approval (at most [`ACTIVATION_GRACE`]).
     activations: HashSet<SubscriptionId>,
+    /// Watcher subscriptions whose dialog is in the store, with its key there
+    /// ([`resume`]).
+    stored_watchers: HashMap<SubscriptionId, String>,
 }
 
 /// How long an approved watcher's first `active` NOTIFY waits for the user's presence
@@ -316,6 +326,10 @@ enum Op {
     },
     /// A subscription ended (likewise).
     SubscriptionEnded { sub: SubscriptionId, reason: SubEnd },
+    /// Write a watcher's dialog to the store again (it was refreshed).
+    StoreWatcher(SubscriptionId),
+    /// A watcher's connection closed: send its NOTIFYs to its domain.
+    RebindWatcher(SubscriptionId),
 }
 
 #[derive(Debug)]
@@ -463,6 +477,9 @@ impl SipGateway {
         }
         let ops_task = tokio::spawn(ops_loop(shared.clone(), rx));
         let event_task = tokio::spawn(event_loop(shared.clone(), events));
+        // With both tasks running: the router's answers to the restored watchers come
+        // back through the ops queue.
+        tokio::spawn(resume::restore_watchers(shared.clone()));
         SipGateway {
             links: SipLinks { shared },
             ops_task,
@@ -616,19 +633,29 @@ async fn ops_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Op>) {
                     None => shared.ua.reject_subscription(sub, FORBIDDEN).await,
                     Some((state, body)) => shared.ua.accept_subscription(sub, state, body).await,
                 };
-                let mut st = lock(&shared.state);
-                match r {
-                    Ok(()) => {
-                        if let Some(w) = st.watchers.get_mut(&sub) {
-                            w.accepted = true;
+                let accepted = {
+                    let mut st = lock(&shared.state);
+                    match r {
+                        Ok(()) => match st.watchers.get_mut(&sub) {
+                            Some(w) => {
+                                w.accepted = true;
+                                true
+                            }
+                            None => false,
+                        },
+                        Err(e) => {
+                            tracing::debug!(error = %e, "sip gateway: subscription not answered");
+                            st.watchers.remove(&sub);
+                            false
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "sip gateway: subscription not answered");
-                        st.watchers.remove(&sub);
-                    }
+                };
+                if accepted {
+                    resume::store_watcher(&shared, sub).await;
                 }
             }
+            Op::StoreWatcher(sub) => resume::store_watcher(&shared, sub).await,
+            Op::RebindWatcher(sub) => resume::rebind_watcher(&shared, sub).await,
             Op::RejectSubscription { sub, code } => {
                 if let Err(e) = shared.ua.reject_subscription(sub, code).await {
                     tracing::debug!(error = %e, "sip gateway: subscription not rejected");
@@ -1232,7 +1259,14 @@ async fn event(shared: &Arc<Shared>, ev: SipUaEvent) {
                 .await;
             shared.push(Op::AcceptWatcher(subscription));
         }
-        SipUaEvent::SubscriptionRefreshed { .. } => {}
+        // Both need the UA (the ops task's work: this task never waits for the UA).
+        SipUaEvent::SubscriptionFlowLost { subscription } => {
+            shared.push(Op::RebindWatcher(subscription));
+        }
+        SipUaEvent::SubscriptionRefreshed { subscription, .. } => {
+            // New expiry (and maybe remote target) for the stored dialog.
+            shared.push(Op::StoreWatcher(subscription));
+        }
         SipUaEvent::SubscriptionActive { subscription } => {
             let pair = {
                 let mut st = lock(&shared.state);
@@ -1471,6 +1505,7 @@ async fn session_closed(shared: &Arc<Shared>, session: SessionId, reason: CloseR
 }
 
 async fn subscription_ended(shared: &Arc<Shared>, id: SubscriptionId, reason: SubEnd) {
+    resume::forget_watcher(shared, id).await;
     let out = {
         let mut st = lock(&shared.state);
         if st.watchers.remove(&id).is_some() {

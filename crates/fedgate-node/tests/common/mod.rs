@@ -211,6 +211,8 @@ pub struct SipPair {
     pub b: Node,
     pub alice: XmppClient,
     pub carol: XmppClient,
+    /// B's configuration (to start it again on the same store and port).
+    pub b_config: NodeConfig,
     /// The certificates' and the stores' folders: keep them while the nodes run.
     pub dirs: [tempfile::TempDir; 3],
 }
@@ -232,19 +234,16 @@ pub async fn sip_pair(before_b: &[SocketAddr]) -> SipPair {
         &[("alice", "alice-pw")],
     )
     .await;
-    let node_b = start(
-        sip_tls_node_config(
-            b,
-            pb,
-            a.0,
-            &[SocketAddr::from((a.1, pa))],
-            db.path(),
-            &cb,
-            &ca,
-        ),
-        &[("carol", "carol-pw")],
-    )
-    .await;
+    let b_config = sip_tls_node_config(
+        b,
+        pb,
+        a.0,
+        &[SocketAddr::from((a.1, pa))],
+        db.path(),
+        &cb,
+        &ca,
+    );
+    let node_b = start(b_config.clone(), &[("carol", "carol-pw")]).await;
     let alice = login(&node_a, "alice@fedgate-a.test", "alice-pw");
     let carol = login(&node_b, "carol@fedgate-b.test", "carol-pw");
     SipPair {
@@ -252,6 +251,7 @@ pub async fn sip_pair(before_b: &[SocketAddr]) -> SipPair {
         b: node_b,
         alice,
         carol,
+        b_config,
         dirs: [certs, da, db],
     }
 }
