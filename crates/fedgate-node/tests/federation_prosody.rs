@@ -1,7 +1,7 @@
 //! A fedgate node (fedgate-a.test on 127.0.0.10, started with `Node::start`, XMPP
 //! federation from its configuration) federating with a real Prosody (prosody-a.test on
 //! 127.0.0.2): a slixmpp client on each; subscriptions both ways, presence with show and
-//! status both ways, messages both ways. Prosody finds fedgate through `/etc/hosts`
+//! status both ways, a Jabber-style client's Busy (Table 6), messages both ways. Prosody finds fedgate through `/etc/hosts`
 //! (127.0.0.10:5269 by the A fallback); fedgate finds Prosody through a static target.
 //!
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
@@ -84,6 +84,20 @@ async fn federation_prosody_subscribe_presence_messages() {
             .unwrap();
         assert_eq!(field(&p, "status").as_deref(), Some("Out to lunch"), "{p}");
         step("presence away both ways");
+
+        // alice as a Jabber-style client (issue 7): Busy goes to the `xmpp` family by
+        // Table 6 as Away (a plain `dnd` would stay Do Not Disturb by Table 7).
+        alice.command("jabber busy", T).unwrap();
+        let p = bob
+            .expect(|l| l.starts_with("presence from=alice@fedgate-a.test/"), T)
+            .unwrap();
+        assert_eq!(field(&p, "show").as_deref(), Some("away"), "{p}");
+        alice.command("presence dnd", T).unwrap();
+        let p = bob
+            .expect(|l| l.starts_with("presence from=alice@fedgate-a.test/"), T)
+            .unwrap();
+        assert_eq!(field(&p, "show").as_deref(), Some("dnd"), "{p}");
+        step("jabber-style Busy by Table 6, dnd by Table 7");
 
         // messages both ways.
         alice

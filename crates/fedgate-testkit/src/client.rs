@@ -31,7 +31,10 @@ pub fn python() -> String {
 /// Commands ([`send_line`](Self::send_line)): `send <jid> <body>`,
 /// `presence <show|available|unavailable> [status]` (show: `away chat dnd xa`),
 /// `subscribe <jid>`, `approve <jid>`, `deny <jid>`, `roster`,
-/// `chatstate <jid> <composing|paused|active|inactive|gone>` (XEP-0085), `quit`. Each
+/// `chatstate <jid> <composing|paused|active|inactive|gone>` (XEP-0085),
+/// `jabber <busy|idle> [status]` (presence as a Jabber-style client announces Busy or
+/// Idle: `dnd` / `away` with fedgate's `urn:fedgate:presence:jabber-state:0` `<state/>`
+/// element), `quit`. Each
 /// is acknowledged with `ok <command>` (or `cmderror command=… reason=…`).
 ///
 /// Events ([`expect`](Self::expect)):

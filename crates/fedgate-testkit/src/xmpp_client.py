@@ -5,6 +5,9 @@
 #   send <jid> <body...>          chat message
 #   chatstate <jid> <state>       XEP-0085 chat state alone (composing, paused, active, ...)
 #   presence <show|available|unavailable> [status...]   show: away chat dnd xa
+#   jabber <busy|idle> [status...]   presence as a Jabber-style client announces Busy /
+#                                 Idle: <show>dnd</show> / <show>away</show> with a
+#                                 <state xmlns='urn:fedgate:presence:jabber-state:0'>
 #   subscribe <jid> | approve <jid> | deny <jid>
 #   roster                        prints "roster jid=.. subscription=.. ask=.." lines, then "roster end"
 #   quit
@@ -28,6 +31,7 @@ import slixmpp
 
 
 CHATSTATES = "http://jabber.org/protocol/chatstates"
+JABBER_STATE = "urn:fedgate:presence:jabber-state:0"
 
 
 def esc(s):
@@ -138,6 +142,16 @@ class Driver(slixmpp.ClientXMPP):
                     self.send_presence(pshow=show, pstatus=status or None)
                 else:
                     raise ValueError("bad show %r" % show)
+            elif word == "jabber":
+                state, _, status = rest.partition(" ")
+                if state not in ("busy", "idle"):
+                    raise ValueError("bad jabber state %r" % state)
+                pres = self.make_presence(pshow="dnd" if state == "busy" else "away",
+                                          pstatus=status or None)
+                el = ET.Element("{%s}state" % JABBER_STATE)
+                el.text = state
+                pres.xml.append(el)
+                pres.send()
             elif word in ("subscribe", "approve", "deny"):
                 ptype = {"subscribe": "subscribe", "approve": "subscribed", "deny": "unsubscribed"}[word]
                 to = rest.strip()
