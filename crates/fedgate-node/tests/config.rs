@@ -673,6 +673,10 @@ fn limit_rules_are_named() {
         "limits.store.max_roster_items"
     );
     assert_eq!(
+        key("[limits.store]\nmax_sip_dialogs = 0\n"),
+        "limits.store.max_sip_dialogs"
+    );
+    assert_eq!(
         key("[store]\nscram_iterations = 1000\n"),
         "store.scram_iterations"
     );

@@ -552,6 +552,10 @@ pub struct StoreLimitsSection {
     pub max_offline_messages: usize,
     /// Longest password accepted, bytes. Default 1024.
     pub max_password_bytes: usize,
+    /// Most stored SIP watcher dialogs (kept across restarts). Default 100000.
+    pub max_sip_dialogs: usize,
+    /// Largest stored SIP dialog record, bytes. Default 16384.
+    pub max_sip_dialog_bytes: usize,
 }
 
 impl Default for StoreLimitsSection {
@@ -564,6 +568,8 @@ impl Default for StoreLimitsSection {
             max_roster_items: l.max_roster_items,
             max_offline_messages: l.max_offline_messages,
             max_password_bytes: l.max_password_bytes,
+            max_sip_dialogs: l.max_sip_dialogs,
+            max_sip_dialog_bytes: l.max_sip_dialog_bytes,
         }
     }
 }

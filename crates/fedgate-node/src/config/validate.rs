@@ -880,7 +880,11 @@ impl NodeConfig {
                     "limits.store.max_password_bytes",
                     stl.max_password_bytes,
                 )?,
-                ..fedgate_store::StoreLimits::default()
+                max_sip_dialogs: positive("limits.store.max_sip_dialogs", stl.max_sip_dialogs)?,
+                max_sip_dialog_bytes: positive(
+                    "limits.store.max_sip_dialog_bytes",
+                    stl.max_sip_dialog_bytes,
+                )?,
             },
             scram_iterations: self.store.scram_iterations,
         };
