@@ -109,6 +109,9 @@ pub struct S2sSection {
     /// A whitespace keep-alive is sent on a stream with nothing sent for this long;
     /// 0 disables it. Default 60 s.
     pub keepalive_secs: u64,
+    /// At shutdown, how long a stream waits for the peer's `</stream:stream>` after
+    /// sending its own (RFC 6120 §4.4) before TCP/TLS is closed. Default 2 s.
+    pub close_timeout_secs: u64,
 }
 
 impl Default for S2sSection {
@@ -121,6 +124,7 @@ impl Default for S2sSection {
             secret_file: None,
             idle_timeout_secs: 600,
             keepalive_secs: 60,
+            close_timeout_secs: 2,
         }
     }
 }

@@ -153,6 +153,8 @@ pub struct S2sSettings {
     pub idle_timeout: Duration,
     /// `keepalive_secs`; `None` when 0.
     pub keepalive: Option<Duration>,
+    /// `close_timeout_secs`.
+    pub close_timeout: Duration,
 }
 
 impl S2sSettings {
@@ -593,6 +595,7 @@ impl NodeConfig {
                 idle_timeout: secs("xmpp.s2s.idle_timeout_secs", s2s.idle_timeout_secs)?,
                 keepalive: (s2s.keepalive_secs > 0)
                     .then(|| Duration::from_secs(s2s.keepalive_secs)),
+                close_timeout: secs("xmpp.s2s.close_timeout_secs", s2s.close_timeout_secs)?,
             })
         } else {
             None

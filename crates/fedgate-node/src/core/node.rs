@@ -160,6 +160,7 @@ async fn start_s2s(
         }
     }
     xc.limits.idle_timeout = s.idle_timeout;
+    xc.limits.close_timeout = s.close_timeout;
     // No keep-alive: never before the idle close.
     xc.limits.keepalive_interval = s
         .keepalive
@@ -288,8 +289,9 @@ impl Node {
     /// per start otherwise); STARTTLS offered with the node certificate when there is one;
     /// `xmpp.s2s.starttls` is both the inbound requirement and the default outbound policy,
     /// a peer's own `starttls` overrides it outbound, and the peers whose effective policy is
-    /// `required` must use TLS inbound too; `idle_timeout_secs` and `keepalive_secs` (0: no
-    /// keep-alive before the idle close) go to the driver's limits.
+    /// `required` must use TLS inbound too; `idle_timeout_secs`, `keepalive_secs` (0: no
+    /// keep-alive before the idle close) and `close_timeout_secs` go to the driver's
+    /// limits.
     pub async fn start(cfg: &ValidatedConfig, tls: Option<&TlsStartup>) -> Result<Node, NodeError> {
         let domains = cfg
             .local_domains
