@@ -4,10 +4,16 @@
 //! cargo run -p fedgate-node --example sip_load -- [N messages] [K idle connections] [window]
 //! ```
 //!
-//! 1. Throughput: transport A sends N MESSAGE requests to transport B over one TLS
-//!    connection, B answers each with a 200, with at most `window` (default 32)
-//!    outstanding; prints transactions per second.
-//! 2. Memory: B listens on K more ports; A sends one MESSAGE to each (one outbound TLS
+//! 1. Endpoints: two fedgate SIP endpoints (a [`SipUa`] each: transaction layer,
+//!    dialogs, session-mode IM, on its own transport) over mutual TLS. A opens one IM
+//!    session to B (INVITE, 200, ACK) and sends N MESSAGEs in it, each a client
+//!    transaction at A and a server transaction at B answered 200 by B's user agent,
+//!    with at most `window` unanswered; prints MESSAGE transactions per second and the
+//!    p50/p99 time from A's send call to the delivery report (the 200 back at A).
+//! 2. Transport alone: transport A sends N MESSAGE requests to transport B over one
+//!    TLS connection, B answers each with a 200 built from the request (no transaction
+//!    layer), with at most `window` outstanding; prints transactions per second.
+//! 3. Memory: B listens on K more ports; A sends one MESSAGE to each (one outbound TLS
 //!    connection in A and one inbound in B per port) and the 200s come back; the
 //!    connections then sit idle. Prints the VmRSS growth (from /proc/self/status)
 //!    divided by K (per connection pair) and by 2K (per connection). Each pair also
@@ -19,11 +25,18 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use fedgate_node::sip::reply::response_from_salvage;
-use fedgate_node::sip::{SendError, SipTransport, Target, TransportConfig, TransportLimits};
-use fedgate_node::tls::{ClientAuth, TlsSettings, self_signed};
-use fedgate_sip::{Message, Salvage};
+use fedgate_node::sip::{
+    SendError, SipTransport, SipUa, SipUaConfig, SipUaEvent, Target, TransportConfig,
+    TransportLimits,
+};
+use fedgate_node::tls::{ClientAuth, SelfSigned, TlsSettings, self_signed};
+use fedgate_sip::{Host, Message, Salvage};
+use fedgate_sip_txn::ua::address;
+use fedgate_sip_txn::{EndpointConfig, UaConfig};
 
 const FABRIKAM: &str = "sip.fabrikam.example";
 const CONTOSO: &str = "sip.contoso.example";
@@ -59,6 +72,116 @@ fn ok_for(req: &Message) -> Option<Message> {
     Message::parse(response_from_salvage(&s, 200)?).ok()
 }
 
+fn tls(me: &SelfSigned, peer: &SelfSigned) -> TlsSettings {
+    TlsSettings {
+        identity: Some(me.identity()),
+        roots: vec![peer.cert.clone()],
+        client_auth: ClientAuth::Required,
+    }
+}
+
+/// A fedgate SIP endpoint for `host` on a TLS listener of its own transport.
+async fn endpoint(
+    host: &'static str,
+    seed: u64,
+    tls: &TlsSettings,
+) -> Result<(SipUa, tokio::sync::mpsc::Receiver<SipUaEvent>, Target), Box<dyn Error>> {
+    let (transport, inbound) = SipTransport::new(TransportConfig::default(), Some(tls))?;
+    let listen = transport.listen_tls("127.0.0.1:0".parse()?).await?;
+    let contact = address(&format!("<sip:{host}:{};transport=tls>", listen.port()))?;
+    let ep = EndpointConfig::new(Host::Domain(Bytes::from_static(host.as_bytes())), seed);
+    let (ua, events, _task) = SipUa::spawn(
+        transport,
+        inbound,
+        SipUaConfig::new(UaConfig::new(ep, contact)),
+    );
+    Ok((ua, events, Target::tls(listen, host)))
+}
+
+/// Phase 1 (see the module docs): prints its line and returns transactions/s.
+pub async fn endpoints(
+    n: usize,
+    window: usize,
+    a_cert: &SelfSigned,
+    b_cert: &SelfSigned,
+) -> Result<f64, Box<dyn Error>> {
+    let (a, mut a_ev, _) = endpoint(FABRIKAM, 1, &tls(a_cert, b_cert)).await?;
+    let (b, mut b_ev, b_target) = endpoint(CONTOSO, 2, &tls(b_cert, a_cert)).await?;
+    // B accepts every session; its UA answers each MESSAGE 200 itself.
+    tokio::spawn(async move {
+        while let Some(ev) = b_ev.recv().await {
+            if let SipUaEvent::SessionOffered { session, .. } = ev {
+                let _ = b.accept_session(session).await;
+            }
+        }
+    });
+    let from = address("<sip:alice@fabrikam.example>")?;
+    let to = address("<sip:bob@contoso.example>")?;
+    let session = a.open_session(b_target, from, to).await?;
+    let wait = Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(wait, a_ev.recv())
+            .await?
+            .ok_or("events closed")?
+        {
+            SipUaEvent::SessionOpened { session: s } if s == session => break,
+            SipUaEvent::SessionClosed { reason, .. } => {
+                return Err(format!("session not opened: {reason:?}").into());
+            }
+            _ => {}
+        }
+    }
+    let t0 = Instant::now();
+    let (mut sent, mut done) = (0usize, 0usize);
+    // Send times in CSeq order: the session's MESSAGEs are numbered in sending order.
+    let mut sent_at: VecDeque<(u32, Instant)> = VecDeque::with_capacity(window);
+    let mut lat_us: Vec<u64> = Vec::with_capacity(n);
+    let mut cseq = 1u32; // the INVITE's
+    while done < n {
+        while sent - done < window && sent < n {
+            a.send_message(session, "load test message").await?;
+            cseq += 1;
+            sent_at.push_back((cseq, Instant::now()));
+            sent += 1;
+        }
+        match tokio::time::timeout(wait, a_ev.recv())
+            .await?
+            .ok_or("events closed")?
+        {
+            SipUaEvent::MessageDelivered { cseq: c, .. } => {
+                while let Some(&(q, t)) = sent_at.front() {
+                    if q > c {
+                        break;
+                    }
+                    sent_at.pop_front();
+                    if q == c {
+                        lat_us.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    }
+                }
+                done += 1;
+            }
+            SipUaEvent::MessageFailed { status, .. } => {
+                return Err(format!("a MESSAGE failed with {status}").into());
+            }
+            _ => {}
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    lat_us.sort_unstable();
+    let pct = |p: f64| {
+        lat_us
+            .get(((lat_us.len() as f64 * p) as usize).min(lat_us.len().saturating_sub(1)))
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    println!(
+        "endpoints: {n} MESSAGE transactions in one IM session between two fedgate SIP endpoints over mutual TLS in {secs:.3} s = {:.0} transactions/s, window {window}, send→200 p50 {:.2} ms p99 {:.2} ms",
+        n as f64 / secs,
+        pct(0.50),
+        pct(0.99)
+    );
+    Ok(n as f64 / secs)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
@@ -74,12 +197,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         },
         ..TransportConfig::default()
     };
-    let tls =
-        |me: &fedgate_node::tls::SelfSigned, peer: &fedgate_node::tls::SelfSigned| TlsSettings {
-            identity: Some(me.identity()),
-            roots: vec![peer.cert.clone()],
-            client_auth: ClientAuth::Required,
-        };
+    endpoints(n, window, &a_cert, &b_cert).await?;
+
     let (a, mut a_rx) = SipTransport::new(cfg, Some(&tls(&a_cert, &b_cert)))?;
     let (b, mut b_rx) = SipTransport::new(cfg, Some(&tls(&b_cert, &a_cert)))?;
 
@@ -93,7 +212,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     });
 
-    // 1. Throughput over one connection.
+    // 2. Transport alone, one connection.
     let addr = b.listen_tls("127.0.0.1:0".parse()?).await?;
     let target = Target::tls(addr, CONTOSO);
     let t0 = Instant::now();
@@ -119,12 +238,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "throughput: {n} MESSAGE + 200 over 1 TLS connection in {secs:.3} s = {:.0} transactions/s ({:.0} messages/s), window {window}",
+        "transport: {n} MESSAGE + 200 over 1 TLS connection (no transaction layer) in {secs:.3} s = {:.0} transactions/s ({:.0} messages/s), window {window}",
         n as f64 / secs,
         2.0 * n as f64 / secs
     );
 
-    // 2. Memory per idle TLS connection.
+    // 3. Memory per idle TLS connection.
     let mut targets = Vec::with_capacity(k);
     for _ in 0..k {
         targets.push(Target::tls(
