@@ -9,7 +9,9 @@
 //!    session to B (INVITE, 200, ACK) and sends N MESSAGEs in it, each a client
 //!    transaction at A and a server transaction at B answered 200 by B's user agent,
 //!    with at most `window` unanswered; prints MESSAGE transactions per second and the
-//!    p50/p99 time from A's send call to the delivery report (the 200 back at A).
+//!    p50/p99 time from A's send call to the delivery report (the 200 back at A). The
+//!    transports' `outbound_queue` is 4096 here (default 64), so a window above 64 is
+//!    not refused: a session's requests keep to one connection.
 //! 2. Transport alone: transport A sends N MESSAGE requests to transport B over one
 //!    TLS connection, B answers each with a 200 built from the request (no transaction
 //!    layer), with at most `window` outstanding; prints transactions per second.
@@ -86,7 +88,16 @@ async fn endpoint(
     seed: u64,
     tls: &TlsSettings,
 ) -> Result<(SipUa, tokio::sync::mpsc::Receiver<SipUaEvent>, Target), Box<dyn Error>> {
-    let (transport, inbound) = SipTransport::new(TransportConfig::default(), Some(tls))?;
+    // Room for every window (default 64 per connection: a send beyond it fails 503;
+    // a session's MESSAGEs keep to one connection).
+    let cfg = TransportConfig {
+        limits: TransportLimits {
+            outbound_queue: 4096,
+            ..TransportLimits::DEFAULT
+        },
+        ..TransportConfig::default()
+    };
+    let (transport, inbound) = SipTransport::new(cfg, Some(tls))?;
     let listen = transport.listen_tls("127.0.0.1:0".parse()?).await?;
     let contact = address(&format!("<sip:{host}:{};transport=tls>", listen.port()))?;
     let ep = EndpointConfig::new(Host::Domain(Bytes::from_static(host.as_bytes())), seed);

@@ -253,22 +253,67 @@ async fn mutual_tls_round_trip_with_verified_names() {
     assert!(resp.tls_peer.unwrap().matches(CONTOSO));
 }
 
+/// Request `seq` of the dialog `call_id` (CSeq `seq`, a branch of its own).
+fn in_dialog(call_id: &str, seq: u32) -> Message {
+    let wire = message_wire(call_id, "hello")
+        .replace("CSeq: 1 MESSAGE", &format!("CSeq: {seq} MESSAGE"))
+        .replace(
+            &format!("branch=z9hG4bK{call_id}"),
+            &format!("branch=z9hG4bK{call_id}x{seq}"),
+        );
+    Message::parse(Bytes::from(wire)).unwrap()
+}
+
+/// Connections are reused, and a dialog keeps to one: the requests of one Call-ID
+/// take one connection and arrive in order (RFC 3261 §12.2.2: a lower CSeq gets 500),
+/// also when its queue is full (the send fails; nothing overflows onto another
+/// connection, where it could overtake); many Call-IDs spread over at most
+/// `max_connections_per_target` (2) connections.
 #[tokio::test]
 async fn connection_is_reused_for_a_second_send() {
     let mut p = tls_pair().await;
-    p.a.send(&p.target, &message("reuse1")).unwrap();
-    p.a.send(&p.target, &message("reuse2")).unwrap();
+    p.a.send(&p.target, &in_dialog("reuse", 1)).unwrap();
+    p.a.send(&p.target, &in_dialog("reuse", 2)).unwrap();
     let first = recv(&mut p.b_rx).await;
     let second = recv(&mut p.b_rx).await;
-    assert_eq!(call_id(&first.message), "reuse1@fabrikam.example");
-    assert_eq!(call_id(&second.message), "reuse2@fabrikam.example");
+    assert_eq!(call_id(&first.message), "reuse@fabrikam.example");
     assert_eq!(first.source.connection, second.source.connection);
     // And again after the first ones were delivered.
-    p.a.send(&p.target, &message("reuse3")).unwrap();
+    p.a.send(&p.target, &in_dialog("reuse", 3)).unwrap();
     let third = recv(&mut p.b_rx).await;
     assert_eq!(first.source.connection, third.source.connection);
     assert_eq!(p.a.connections_to(&p.target), 1);
-    assert_eq!(p.b.connection_count(), 1);
+    // More than a queue's worth of one dialog at once: what is accepted arrives in
+    // order on that connection; the rest is refused (QueueFull), not sent elsewhere.
+    let queue = config().limits.outbound_queue;
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    for seq in 4..4 + 2 * u32::try_from(queue).unwrap() {
+        match p.a.send(&p.target, &in_dialog("reuse", seq)) {
+            Ok(()) if refused == 0 => accepted += 1,
+            Ok(()) => panic!("CSeq {seq} accepted after a refusal: it could overtake"),
+            Err(SendError::QueueFull(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        accepted >= 1 && refused >= 1,
+        "{accepted} accepted, {refused} refused"
+    );
+    for seq in 4..4 + accepted {
+        let m = recv(&mut p.b_rx).await;
+        assert_eq!(m.message.cseq().unwrap().seq, seq);
+        assert_eq!(m.source.connection, first.source.connection);
+    }
+    assert_eq!(p.a.connections_to(&p.target), 1);
+    // Many dialogs: two connections, no more.
+    let mut conns = std::collections::HashSet::new();
+    for i in 0..32 {
+        p.a.send(&p.target, &message(&format!("many{i}"))).unwrap();
+        conns.insert(recv(&mut p.b_rx).await.source.connection);
+    }
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    assert_eq!(p.a.connections_to(&p.target), 2);
+    assert_eq!(p.b.connection_count(), 2);
 }
 
 #[tokio::test]
@@ -570,8 +615,9 @@ async fn failed_connect_is_reported_at_once_then_the_target_is_held_down_longer_
     let target = Target::tcp(dead);
     for (i, hold) in [1u64, 2, 3, 3].into_iter().enumerate() {
         let t0 = tokio::time::Instant::now();
-        a.send(&target, &message(&format!("dead{i}"))).unwrap();
-        a.send(&target, &message(&format!("dead{i}b"))).unwrap();
+        // Two requests of one dialog: one connection attempt.
+        a.send(&target, &in_dialog(&format!("dead{i}"), 1)).unwrap();
+        a.send(&target, &in_dialog(&format!("dead{i}"), 2)).unwrap();
         let f = tokio::time::timeout(Duration::from_secs(1), failures.recv())
             .await
             .expect("the failed connect was not reported within a second")

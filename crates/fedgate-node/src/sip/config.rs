@@ -9,7 +9,7 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `max_connections` | 4 096 | new inbound connections are closed right after `accept`; new outbound ones fail with [`SendError::TooManyConnections`](super::SendError::TooManyConnections) |
 /// | `max_connections_per_ip` | 32 inbound connections from one peer IP | further ones from that IP are closed after `accept` |
-/// | `max_connections_per_target` | 2 outbound connections to one [`Target`](super::Target) | a send finding all of them with full queues fails with [`SendError::QueueFull`](super::SendError::QueueFull) |
+/// | `max_connections_per_target` | 2 outbound connections to one [`Target`](super::Target), one per slot; a message takes the slot of its Call-ID, so a dialog's requests stay on one connection, in order | a send finding its slot's queue full fails with [`SendError::QueueFull`](super::SendError::QueueFull) |
 /// | `sip` | [`fedgate_sip::Limits::DEFAULT`] (64 KiB message, 256 headers, 8 KiB line) | 413/513/414 to a request (salvaged headers permitting), then the stream is closed |
 /// | `read_chunk` | 4 096 bytes | bytes buffered per stream connection stay ≤ `sip.max_message_size + read_chunk`: reading stops at that point, and the framer has refused the message before |
 /// | `inbound_queue` | 1 024 messages, shared by all connections | a connection with a message the queue cannot take stops reading its socket (TCP backpressure) until there is room; the UDP socket likewise |

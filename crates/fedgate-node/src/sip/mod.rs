@@ -7,7 +7,9 @@
 //!   [`SipTransport::bind_udp`]) and connects ([`SipTransport::send`] to a [`Target`]),
 //!   reusing an open outbound connection to the same target (transport, address and TLS
 //!   name): a federation peer keeps a few long-lived TLS connections
-//!   (`max_connections_per_target`).
+//!   (`max_connections_per_target`, one per slot), and a message takes the slot of its
+//!   Call-ID, so the requests of a dialog stay on one connection, in order (a UAS
+//!   answers an overtaken in-dialog request 500, RFC 3261 §12.2.2).
 //! - Frames streams with [`fedgate_sip::StreamFramer`], parses datagrams with
 //!   [`fedgate_sip::parse_datagram`], and passes every message up as an [`Inbound`]
 //!   (message, [`Source`], verified [`PeerIdentity`]).

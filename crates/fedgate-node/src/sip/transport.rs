@@ -291,7 +291,9 @@ struct Down {
 #[derive(Default)]
 struct Registry {
     conns: HashMap<ConnectionId, Entry>,
-    by_target: HashMap<Target, Vec<ConnectionId>>,
+    /// Outbound connections per target, in slots (`max_connections_per_target` of
+    /// them): a message goes into the slot of its Call-ID ([`dialog_slot`]).
+    by_target: HashMap<Target, Vec<Option<ConnectionId>>>,
     per_ip: HashMap<IpAddr, usize>,
     unreachable: HashMap<Target, Down>,
 }
@@ -442,8 +444,12 @@ impl Shared {
         if let Some(t) = e.target
             && let Some(v) = reg.by_target.get_mut(&t)
         {
-            v.retain(|c| *c != id);
-            if v.is_empty() {
+            for slot in v.iter_mut() {
+                if *slot == Some(id) {
+                    *slot = None;
+                }
+            }
+            if v.iter().all(Option::is_none) {
                 reg.by_target.remove(&t);
             }
         }
@@ -587,9 +593,14 @@ impl SipTransport {
         Ok(local)
     }
 
-    /// Queues `msg` for `target`, on an existing outbound connection to it if one has
-    /// room, else on a new one (connected in the background, with backoff). Never waits:
-    /// a full queue is an error the caller turns into a 503.
+    /// Queues `msg` for `target` on the outbound connection of its Call-ID's slot
+    /// (one of `max_connections_per_target`; opened in the background, with backoff,
+    /// when the slot has none). All the messages of one Call-ID, so all the requests
+    /// of one dialog, take one connection and arrive in the order they were sent: a
+    /// UAS refuses an in-dialog request whose CSeq is below the last one it saw (500,
+    /// RFC 3261 §12.2.2), which spreading a dialog over two connections would cause.
+    /// Dialogs spread over the slots. Never waits: a full queue is an error the caller
+    /// turns into a 503.
     pub fn send(&self, target: &Target, msg: &Message) -> Result<(), SendError> {
         self.send_bytes(target, msg.to_bytes())
     }
@@ -615,26 +626,15 @@ impl SipTransport {
             }
             // Expired: a new attempt; the count of failures stays until one succeeds.
         }
-        let ids = reg.by_target.get(target).cloned().unwrap_or_default();
-        let mut best: Option<(ConnectionId, usize)> = None;
-        let mut open = 0;
-        for id in ids {
-            let Some(e) = reg.conns.get(&id) else {
-                continue;
-            };
-            if e.tx.is_closed() {
-                continue;
-            }
-            open += 1;
-            let cap = e.tx.capacity();
-            if best.is_none_or(|(_, c)| cap > c) {
-                best = Some((id, cap));
-            }
-        }
-        if let Some((id, cap)) = best
-            && (cap > 0 || open >= lim.max_connections_per_target)
-        {
-            let e = reg.conns.get(&id).ok_or(SendError::ConnectionClosed(id))?;
+        let slots = lim.max_connections_per_target.max(1);
+        let slot = dialog_slot(&bytes, slots);
+        let current = reg
+            .by_target
+            .get(target)
+            .and_then(|v| v.get(slot).copied().flatten())
+            .and_then(|id| reg.conns.get(&id).map(|e| (id, e)))
+            .filter(|(_, e)| !e.tx.is_closed());
+        if let Some((id, e)) = current {
             return match e.tx.try_send(bytes) {
                 Ok(()) => Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(id)),
@@ -671,7 +671,13 @@ impl SipTransport {
                 target: Some(target.clone()),
             },
         );
-        reg.by_target.entry(target.clone()).or_default().push(id);
+        let v = reg
+            .by_target
+            .entry(target.clone())
+            .or_insert_with(|| vec![None; slots]);
+        if let Some(s) = v.get_mut(slot) {
+            *s = Some(id);
+        }
         drop(reg);
         let slot = Slot {
             shared: self.shared.clone(),
@@ -754,7 +760,7 @@ impl SipTransport {
             .reg()
             .by_target
             .get(target)
-            .map_or(0, |v| v.len())
+            .map_or(0, |v| v.iter().flatten().count())
     }
 
     /// The receiver of [`SendFailure`]s: messages [`send`](Self::send) accepted that
@@ -1045,5 +1051,67 @@ async fn outbound(shared: Arc<Shared>, slot: Slot, target: Target, mut rx: mpsc:
             });
         }
         return;
+    }
+}
+
+/// The slot (of `slots`) of a message's Call-ID (long or compact form `i`), read from
+/// its header section; 0 without one. A fixed hash, so one Call-ID always gets the
+/// same slot.
+fn dialog_slot(msg: &[u8], slots: usize) -> usize {
+    use std::hash::Hasher;
+    if slots <= 1 {
+        return 0;
+    }
+    let head = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(msg, |end| &msg[..end]);
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write(line[colon + 1..].trim_ascii());
+            return usize::try_from(h.finish() % slots as u64).unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::dialog_slot;
+
+    #[test]
+    fn one_call_id_one_slot_and_call_ids_spread() {
+        let msg = |call: &str, compact: bool| {
+            let name = if compact { "i" } else { "Call-ID" };
+            format!(
+                "MESSAGE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK1\r\n{name}: {call}\r\nCSeq: 2 MESSAGE\r\n\r\nCall-ID: not-a-header"
+            )
+        };
+        for call in ["a@x", "b@x", "c@x"] {
+            let s = dialog_slot(msg(call, false).as_bytes(), 2);
+            assert_eq!(
+                s,
+                dialog_slot(msg(call, true).as_bytes(), 2),
+                "compact form"
+            );
+            assert_eq!(
+                s,
+                dialog_slot(
+                    format!("MESSAGE sip:b@x SIP/2.0\r\ncall-id:   {call} \r\n\r\n").as_bytes(),
+                    2
+                )
+            );
+        }
+        let used: std::collections::HashSet<usize> = (0..64)
+            .map(|i| dialog_slot(msg(&format!("{i}@x"), false).as_bytes(), 2))
+            .collect();
+        assert_eq!(used.len(), 2, "64 Call-IDs use both slots");
+        assert_eq!(dialog_slot(b"MESSAGE sip:b@x SIP/2.0\r\n\r\n", 2), 0);
+        assert_eq!(dialog_slot(msg("a@x", false).as_bytes(), 1), 0);
     }
 }
