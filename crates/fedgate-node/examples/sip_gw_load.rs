@@ -1098,10 +1098,10 @@ async fn measure(
     report
         .phases
         .push(phase("B3 both ways at once (sum)", 2 * half, t, lat));
-    wait("MESSAGE responses", within, || {
-        get(&k.msg_ok) >= o.messages + half
-    })
-    .await?;
+    let want = o.messages + half;
+    if let Err(e) = wait("MESSAGE responses", within, || get(&k.msg_ok) >= want).await {
+        return Err(format!("{e}: {} of {want} answered 200", get(&k.msg_ok)).into());
+    }
 
     report.errors = get(&k.sip_errors) + get(&k.c_errors);
     report.node_invites = get(&k.node_invites);

@@ -818,3 +818,61 @@ async fn closed_inbound_connection_is_reported_after_its_last_message() {
     ));
     nothing(&mut b_rx, Duration::from_millis(50)).await;
 }
+
+/// A peer that sends and never reads: once the socket is full, our own requests on its
+/// connection stop at three quarters of the outbound queue (QueueFull: the TU answers
+/// 503), and the last quarter still takes responses, so the answer to a request we
+/// already read is not refused because our own traffic filled the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_keep_a_quarter_of_a_full_connection_queue() {
+    let queue = 8;
+    let cfg = TransportConfig {
+        limits: TransportLimits {
+            outbound_queue: queue,
+            ..config().limits
+        },
+        ..config()
+    };
+    let (b, mut b_rx) = SipTransport::new(cfg, None).unwrap();
+    let addr = b.listen_tcp(lo()).await.unwrap();
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    peer.write_all(message_wire("stuck", "hi").as_bytes())
+        .await
+        .unwrap();
+    let first = recv(&mut b_rx).await;
+    let body = "x".repeat(60_000);
+    let big_request = Message::parse(Bytes::from(message_wire("ours", &body))).unwrap();
+    let big_response = Message::parse(Bytes::from(format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKstuck\r\n\
+From: <sip:alice@fabrikam.example>;tag=a1\r\nTo: <sip:bob@contoso.example>;tag=b1\r\n\
+Call-ID: stuck@fabrikam.example\r\nCSeq: 1 MESSAGE\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )))
+    .unwrap();
+    // Our requests until refused: the peer's socket fills up (it never reads), then
+    // the queue, up to three quarters.
+    let mut sent = 0;
+    let refused = loop {
+        match b.reply(&first.source, &big_request) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 10_000, "the queue never filled");
+        if sent % 8 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    assert!(matches!(refused, SendError::QueueFull(_)), "{refused}");
+    // Right after the refusal, a quarter of the queue (at least) takes responses. (The
+    // writer may still drain a little meanwhile, never refill: only more can fit.)
+    let mut answered = 0;
+    while b.reply(&first.source, &big_response).is_ok() {
+        answered += 1;
+        assert!(answered < 10_000, "responses never refused");
+    }
+    assert!(
+        answered >= queue / 4,
+        "{answered} responses after the last request"
+    );
+    drop(peer);
+}

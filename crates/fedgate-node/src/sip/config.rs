@@ -13,7 +13,7 @@ use std::time::Duration;
 /// | `sip` | [`fedgate_sip::Limits::DEFAULT`] (64 KiB message, 256 headers, 8 KiB line) | 413/513/414 to a request (salvaged headers permitting), then the stream is closed |
 /// | `read_chunk` | 4 096 bytes | bytes buffered per stream connection stay ≤ `sip.max_message_size + read_chunk`: reading stops at that point, and the framer has refused the message before |
 /// | `inbound_queue` | 1 024 messages, shared by all connections | a connection with a message the queue cannot take stops reading its socket (TCP backpressure) until there is room; the UDP socket likewise |
-/// | `outbound_queue` | 64 messages per connection (our own messages; with a peer that stops reading, at most `outbound_queue` × message size wait, then `write_timeout` closes the connection) | [`SendError::QueueFull`](super::SendError::QueueFull): the TU answers 503 (Retry-After) |
+/// | `outbound_queue` | 64 messages per connection (our own messages; with a peer that stops reading, at most `outbound_queue` × message size wait, then `write_timeout` closes the connection; queued messages go out in writes of up to 64 KiB) | [`SendError::QueueFull`](super::SendError::QueueFull): the TU answers 503 (Retry-After). On a connection the peer opened, our requests stop at three quarters (the rest is for responses) and the connection stops reading the peer while more than half is waiting |
 /// | `max_udp_datagram` | 65 507 bytes | larger messages fail with [`SendError::MessageTooLarge`](super::SendError::MessageTooLarge) (the 1 300-byte rule of RFC 3261 §18.1.1 is the caller's: it picks the target) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportLimits {

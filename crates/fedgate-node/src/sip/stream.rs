@@ -64,6 +64,10 @@ macro_rules! try_close {
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
+/// Bytes gathered from the outbound queue into one write (more when one message alone
+/// is larger).
+const WRITE_BATCH: usize = 64 * 1024;
+
 async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, b: &[u8], t: Duration) -> Result<(), Close> {
     let w = async {
         io.write_all(b).await?;
@@ -134,6 +138,7 @@ async fn run_inner<S: AsyncRead + AsyncWrite + Unpin>(
         StreamFramer::new(lim.sip)
     };
     let mut buf = BytesMut::new();
+    let mut out_buf = BytesMut::new();
     let mut pending: Option<Inbound> = None;
     let now = Instant::now();
     let (mut last_rx, mut last_tx) = (now, now);
@@ -198,7 +203,12 @@ async fn run_inner<S: AsyncRead + AsyncWrite + Unpin>(
             buf = BytesMut::new();
         }
         let room = max_buffered.saturating_sub(buf.len());
-        let can_read = pending.is_none() && room > 0;
+        // Backpressure on a peer that sends faster than it reads: with more than half
+        // of our outbound queue waiting, its requests stay in its socket until we have
+        // written, so the answers to what we read have room (see
+        // `SipTransport::reply_bytes`: requests keep a quarter of the queue free).
+        let backlog = rx.max_capacity() - rx.capacity();
+        let can_read = pending.is_none() && room > 0 && backlog <= rx.max_capacity() / 2;
         if can_read && buf.capacity() - buf.len() < chunk.min(room) {
             buf.reserve(chunk.min(room));
         }
@@ -224,7 +234,24 @@ async fn run_inner<S: AsyncRead + AsyncWrite + Unpin>(
             },
             out = rx.recv() => match out {
                 Some(b) => {
-                    try_close!(write_all(io, &b, wt).await);
+                    // What else is queued goes out in the same write (bounded), so
+                    // writing keeps up with a peer whose reads bring many messages.
+                    if rx.is_empty() {
+                        try_close!(write_all(io, &b, wt).await);
+                    } else {
+                        out_buf.clear();
+                        out_buf.extend_from_slice(&b);
+                        while out_buf.len() < WRITE_BATCH {
+                            match rx.try_recv() {
+                                Ok(more) => out_buf.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                        try_close!(write_all(io, &out_buf, wt).await);
+                        if out_buf.capacity() > 4 * WRITE_BATCH {
+                            out_buf = BytesMut::new();
+                        }
+                    }
                     last_tx = Instant::now();
                 }
                 None => return Close::Shutdown,

@@ -706,7 +706,11 @@ impl SipTransport {
     }
 
     /// Sends `msg` (normally a response) back the way a message came: on its stream
-    /// connection, or to its UDP source address.
+    /// connection, or to its UDP source address. On a stream, a request (ours, in a
+    /// dialog the peer opened) is refused with [`SendError::QueueFull`] once three
+    /// quarters of the connection's outbound queue are taken, so responses always
+    /// have room: the connection stops reading the peer while more than half is
+    /// waiting (backpressure), and a response fails only on a queue full of responses.
     pub fn reply(&self, source: &Source, msg: &Message) -> Result<(), SendError> {
         self.reply_bytes(source, msg.to_bytes())
     }
@@ -728,6 +732,13 @@ impl SipTransport {
     fn send_on_bytes(&self, id: ConnectionId, bytes: Bytes) -> Result<(), SendError> {
         let reg = self.shared.reg();
         let e = reg.conns.get(&id).ok_or(SendError::ConnectionClosed(id))?;
+        // A request (ours, in a dialog the peer opened) leaves a quarter of the queue
+        // to responses: an answer to a request already read must not find the queue
+        // full of our own traffic (its transaction would fail and the peer's time
+        // out). The connection stops reading while more than half is waiting.
+        if !bytes.starts_with(b"SIP/2.0 ") && e.tx.capacity() <= e.tx.max_capacity() / 4 {
+            return Err(SendError::QueueFull(id));
+        }
         match e.tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(id)),
