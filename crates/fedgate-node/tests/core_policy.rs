@@ -443,3 +443,147 @@ async fn handle_remote_message_returns_the_outcome_instead_of_bouncing() {
         Some("live".into())
     );
 }
+
+/// The iq results and errors, and the block pushes, the session got (id, type, payload).
+fn iqs(s: &mut Sess) -> Vec<Element> {
+    let mut all: Vec<Element> = std::mem::take(&mut s.replies);
+    while let Ok(e) = s.rx.try_recv() {
+        all.push(e);
+    }
+    all.into_iter().filter(|e| e.name() == "iq").collect()
+}
+
+fn items(e: &Element, name: &str) -> Vec<String> {
+    e.get_child(name, "urn:xmpp:blocking")
+        .map(|l| {
+            l.elements()
+                .filter_map(|i| i.attr("jid").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// XEP-0191 from the client edits the per-user policy's Block rules: a user and a whole
+/// domain blocked (their watchers are then politely blocked without asking alice, and a
+/// contact already subscribed gets unavailable at once), the list read back and pushed,
+/// malformed and local items refused, unblock restores the presence; the server
+/// announces the feature (disco#info).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_xep0191_block_list_edits_the_user_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path(), Vec::new()).await;
+    let mut alice = env.login().await;
+    // bob@x.test watches alice (approved).
+    env.remote("bob@x.test", "subscribe").await;
+    env.client(&mut alice, "<presence to='bob@x.test' type='subscribed'/>")
+        .await;
+    env.links.take();
+    iqs(&mut alice);
+
+    env.client(
+        &mut alice,
+        "<iq type='get' id='d1' to='a.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    )
+    .await;
+    let disco = iqs(&mut alice).pop().unwrap();
+    assert_eq!(disco.attr("type"), Some("result"), "{}", disco.to_xml());
+    assert!(
+        disco.to_xml().contains("var=\"urn:xmpp:blocking\"")
+            || disco.to_xml().contains("var='urn:xmpp:blocking'"),
+        "{}",
+        disco.to_xml()
+    );
+
+    env.client(
+        &mut alice,
+        "<iq type='get' id='b1'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+    )
+    .await;
+    let r = iqs(&mut alice).pop().unwrap();
+    assert_eq!((r.attr("id"), r.attr("type")), (Some("b1"), Some("result")));
+    assert!(items(&r, "blocklist").is_empty());
+
+    // Block bob (as a full JID) and the domain lync.test.
+    env.client(
+        &mut alice,
+        "<iq type='set' id='b2'><block xmlns='urn:xmpp:blocking'><item jid='bob@x.test/phone'/><item jid='lync.test'/></block></iq>",
+    )
+    .await;
+    let got = iqs(&mut alice);
+    let result = got.iter().find(|e| e.attr("id") == Some("b2")).unwrap();
+    assert_eq!(result.attr("type"), Some("result"));
+    let push = got.iter().find(|e| e.attr("type") == Some("set")).unwrap();
+    assert_eq!(items(push, "block"), ["bob@x.test", "lync.test"]);
+    assert_eq!(env.rule("bob@x.test"), Some(Rule::Block));
+    // bob, subscribed, sees alice unavailable at once.
+    assert_eq!(env.links.take(), [sent("bob@x.test", "unavailable")]);
+    // A new watcher from the blocked domain: politely blocked, alice not asked.
+    env.remote("carol@lync.test", "subscribe").await;
+    assert!(asked(&mut alice).is_empty());
+    assert_eq!(
+        env.links.take(),
+        [
+            sent("carol@lync.test", "subscribed"),
+            sent("carol@lync.test", "unavailable")
+        ]
+    );
+    // Her presence changes no longer reach bob.
+    env.client(&mut alice, "<presence><show>away</show></presence>")
+        .await;
+    assert!(env.links.take().is_empty());
+    env.client(
+        &mut alice,
+        "<iq type='get' id='b3'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+    )
+    .await;
+    let r = iqs(&mut alice).pop().unwrap();
+    assert_eq!(items(&r, "blocklist"), ["bob@x.test", "lync.test"]);
+
+    // Refused: a malformed JID, a local user, an empty block.
+    for (id, xml, cond) in [
+        ("e1", "<item jid='@@bad'/>", "jid-malformed"),
+        ("e2", "<item jid='someone@a.test'/>", "not-acceptable"),
+        ("e3", "", "bad-request"),
+    ] {
+        env.client(
+            &mut alice,
+            &format!(
+                "<iq type='set' id='{id}'><block xmlns='urn:xmpp:blocking'>{xml}</block></iq>"
+            ),
+        )
+        .await;
+        let e = iqs(&mut alice).pop().unwrap();
+        assert_eq!((e.attr("id"), e.attr("type")), (Some(id), Some("error")));
+        assert!(e.to_xml().contains(cond), "{id}: {}", e.to_xml());
+    }
+
+    // Unblock bob: he gets her presence again; lync.test stays blocked.
+    env.client(
+        &mut alice,
+        "<iq type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'><item jid='bob@x.test'/></unblock></iq>",
+    )
+    .await;
+    let got = iqs(&mut alice);
+    assert!(
+        got.iter()
+            .any(|e| e.attr("id") == Some("u1") && e.attr("type") == Some("result"))
+    );
+    let push = got.iter().find(|e| e.attr("type") == Some("set")).unwrap();
+    assert_eq!(items(push, "unblock"), ["bob@x.test"]);
+    // alice had approved him: the allow is back.
+    assert_eq!(env.rule("bob@x.test"), Some(Rule::Allow));
+    assert_eq!(env.links.take(), [sent("bob@x.test", "available")]);
+    // Unblock everything.
+    env.client(
+        &mut alice,
+        "<iq type='set' id='u2'><unblock xmlns='urn:xmpp:blocking'/></iq>",
+    )
+    .await;
+    iqs(&mut alice);
+    env.client(
+        &mut alice,
+        "<iq type='get' id='b4'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+    )
+    .await;
+    assert!(items(&iqs(&mut alice).pop().unwrap(), "blocklist").is_empty());
+}

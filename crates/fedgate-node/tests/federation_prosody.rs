@@ -1,7 +1,8 @@
 //! A fedgate node (fedgate-a.test on 127.0.0.10, started with `Node::start`, XMPP
 //! federation from its configuration) federating with a real Prosody (prosody-a.test on
 //! 127.0.0.2): a slixmpp client on each; subscriptions both ways, presence with show and
-//! status both ways, a Jabber-style client's Busy (Table 6), messages both ways. Prosody finds fedgate through `/etc/hosts`
+//! status both ways, a Jabber-style client's Busy (Table 6), blocking from the client
+//! (XEP-0191), messages both ways. Prosody finds fedgate through `/etc/hosts`
 //! (127.0.0.10:5269 by the A fallback); fedgate finds Prosody through a static target.
 //!
 //! Peers missing: skipped with a line on stderr, failed with FEDGATE_REQUIRE_PEERS=1.
@@ -98,6 +99,29 @@ async fn federation_prosody_subscribe_presence_messages() {
             .unwrap();
         assert_eq!(field(&p, "show").as_deref(), Some("dnd"), "{p}");
         step("jabber-style Busy by Table 6, dnd by Table 7");
+
+        // alice blocks bob from her client (XEP-0191): he sees her unavailable; her
+        // next change does not reach him; unblocked, he sees her again.
+        alice.command("block bob@prosody-a.test", T).unwrap();
+        let p = bob
+            .expect(|l| l.starts_with("presence from=alice@fedgate-a.test/"), T)
+            .unwrap();
+        assert_eq!(field(&p, "type").as_deref(), Some("unavailable"), "{p}");
+        alice.command("presence xa", T).unwrap();
+        assert!(
+            bob.expect(
+                |l| l.starts_with("presence from=alice@fedgate-a.test/"),
+                Duration::from_secs(2)
+            )
+            .is_err(),
+            "a blocked contact got presence"
+        );
+        alice.command("unblock bob@prosody-a.test", T).unwrap();
+        let p = bob
+            .expect(|l| l.starts_with("presence from=alice@fedgate-a.test/"), T)
+            .unwrap();
+        assert_eq!(field(&p, "show").as_deref(), Some("xa"), "{p}");
+        step("XEP-0191 block and unblock from the client");
 
         // messages both ways.
         alice

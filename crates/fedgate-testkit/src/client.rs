@@ -32,6 +32,7 @@ pub fn python() -> String {
 /// `presence <show|available|unavailable> [status]` (show: `away chat dnd xa`),
 /// `subscribe <jid>`, `approve <jid>`, `deny <jid>`, `roster`,
 /// `chatstate <jid> <composing|paused|active|inactive|gone>` (XEP-0085),
+/// `block <jid>...`, `unblock [<jid>...]` (XEP-0191; `unblock` alone: the whole list),
 /// `jabber <busy|idle> [status]` (presence as a Jabber-style client announces Busy or
 /// Idle: `dnd` / `away` with fedgate's `urn:fedgate:presence:jabber-state:0` `<state/>`
 /// element), `quit`. Each

@@ -9,6 +9,7 @@
 #                                 Idle: <show>dnd</show> / <show>away</show> with a
 #                                 <state xmlns='urn:fedgate:presence:jabber-state:0'>
 #   subscribe <jid> | approve <jid> | deny <jid>
+#   block <jid>... | unblock [<jid>...]   XEP-0191 blocking command (unblock alone: all)
 #   roster                        prints "roster jid=.. subscription=.. ask=.." lines, then "roster end"
 #   quit
 # stdout, one event per line (body and status come last and run to the end of
@@ -152,6 +153,16 @@ class Driver(slixmpp.ClientXMPP):
                 el.text = state
                 pres.xml.append(el)
                 pres.send()
+            elif word in ("block", "unblock"):
+                jids = rest.split()
+                if word == "block" and not jids:
+                    raise ValueError("missing jid")
+                iq = self.make_iq_set()
+                cmd = ET.Element("{urn:xmpp:blocking}%s" % word)
+                for j in jids:
+                    ET.SubElement(cmd, "{urn:xmpp:blocking}item").set("jid", j)
+                iq.xml.append(cmd)
+                iq.send()
             elif word in ("subscribe", "approve", "deny"):
                 ptype = {"subscribe": "subscribe", "approve": "subscribed", "deny": "unsubscribed"}[word]
                 to = rest.strip()

@@ -22,6 +22,9 @@ use tokio::sync::{Notify, mpsc};
 use super::util;
 use super::{UserDirectory, UserPolicy};
 
+#[path = "blocking.rs"]
+mod blocking;
+
 const ROSTER_NS: &str = "jabber:iq:roster";
 const PING_NS: &str = "urn:xmpp:ping";
 const DELAY_NS: &str = "urn:xmpp:delay";
@@ -172,6 +175,8 @@ struct Entry {
     priority: i8,
     presence: Option<Element>,
     interested: bool,
+    /// The session asked for the block list (XEP-0191): it gets the pushes.
+    blocklist: bool,
     /// The client's family, from its last available presence (`xmpp-local` until then).
     family: Family,
 }
@@ -462,6 +467,7 @@ impl Router {
             priority: 0,
             presence: None,
             interested: false,
+            blocklist: false,
             family: super::LOCAL_FAMILY,
         });
         drop(s);
@@ -1544,6 +1550,9 @@ impl Router {
     // ---- iq -----------------------------------------------------------------------
 
     async fn client_iq(&self, ctx: &mut Ctx, full: &FullJid, el: Element) {
+        if self.blocking_or_disco(ctx, full, &el).await {
+            return;
+        }
         let own = match el.attr("to") {
             None => true,
             Some(t) => Jid::parse(t).is_ok_and(|j| j == Jid::Bare(full.bare().clone())),
