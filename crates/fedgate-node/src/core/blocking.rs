@@ -87,7 +87,7 @@ impl Router {
                         .build(),
                 );
             }
-            ctx.out.push(result_to(full, el, Some(q.build())));
+            ctx.out.push(iq_result(full, el, Some(q.build())));
             return true;
         }
         let own = el.attr("to").is_none_or(|t| t == full.bare().to_string());
@@ -121,7 +121,7 @@ impl Router {
             e.blocklist = true;
         }
         ctx.out
-            .push(result_to(full, el, Some(list("blocklist", &blocked))));
+            .push(iq_result(full, el, Some(list("blocklist", &blocked))));
     }
 
     fn blocked_targets(&self, u: &UserAddress) -> Vec<RuleTarget> {
@@ -209,7 +209,7 @@ impl Router {
             return self.iq_error_to_self(ctx, el, Cond::InternalServerError);
         }
         tracing::info!(user = %user, block, items = targets.len(), "core: block list changed by the user");
-        ctx.out.push(result_to(full, el, None));
+        ctx.out.push(iq_result(full, el, None));
         // §3.3: pushed to the sessions that asked for the list.
         let push = list(if block { "block" } else { "unblock" }, &targets);
         for t in self.targets(&user, |e| e.blocklist) {
@@ -240,15 +240,4 @@ impl Router {
             self.presence_to(ctx, &user, &contact, block || still_blocked);
         }
     }
-}
-
-fn result_to(full: &FullJid, el: &Element, payload: Option<Element>) -> Element {
-    let mut b = ElementBuilder::new("iq", ns::CLIENT)
-        .attr("to", full.to_string())
-        .attr_opt("id", el.attr("id"))
-        .attr("type", "result");
-    if let Some(p) = payload {
-        b = b.child(p);
-    }
-    b.build()
 }

@@ -253,6 +253,18 @@ fn store_cond(e: &StoreError) -> Cond {
     }
 }
 
+/// The result of a client's iq `el`, to its session, with `payload` if any.
+fn iq_result(full: &FullJid, el: &Element, payload: Option<Element>) -> Element {
+    let mut b = ElementBuilder::new("iq", ns::CLIENT)
+        .attr("to", full.to_string())
+        .attr_opt("id", el.attr("id"))
+        .attr("type", "result");
+    if let Some(p) = payload {
+        b = b.child(p);
+    }
+    b.build()
+}
+
 fn addr(bare: &BareJid) -> Option<UserAddress> {
     UserAddress::new(&bare.to_string()).ok()
 }
@@ -1585,16 +1597,7 @@ impl Router {
 
     async fn roster_iq(&self, ctx: &mut Ctx, full: &FullJid, el: Element) {
         let user = full.bare().clone();
-        let result = |payload: Option<Element>| {
-            let mut b = ElementBuilder::new("iq", ns::CLIENT)
-                .attr("to", full.to_string())
-                .attr_opt("id", el.attr("id"))
-                .attr("type", "result");
-            if let Some(p) = payload {
-                b = b.child(p);
-            }
-            b.build()
-        };
+        let result = |payload: Option<Element>| iq_result(full, &el, payload);
         if el.attr("type") == Some("get") {
             let Some(u) = addr(&user) else {
                 return self.iq_error_to_self(ctx, &el, Cond::ItemNotFound);
