@@ -539,11 +539,15 @@ async fn core_xep0191_block_list_edits_the_user_policy() {
     let r = iqs(&mut alice).pop().unwrap();
     assert_eq!(items(&r, "blocklist"), ["bob@x.test", "lync.test"]);
 
-    // Refused: a malformed JID, a local user, an empty block.
+    // Refused: a malformed JID, a local user, an empty block, too many items at once.
+    let many: String = (0..65)
+        .map(|i| format!("<item jid='u{i}@x.test'/>"))
+        .collect();
     for (id, xml, cond) in [
         ("e1", "<item jid='@@bad'/>", "jid-malformed"),
         ("e2", "<item jid='someone@a.test'/>", "not-acceptable"),
         ("e3", "", "bad-request"),
+        ("e4", many.as_str(), "policy-violation"),
     ] {
         env.client(
             &mut alice,

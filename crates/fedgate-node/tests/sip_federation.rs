@@ -159,8 +159,7 @@ fn owned(v: Vec<&str>) -> Vec<String> {
 }
 
 fn skip() -> bool {
-    logs();
-    !peers_or_skip(&["sipp", SLIXMPP])
+    common::sip_peers_missing()
 }
 
 /// Issue 8, test 1: SIPp (Lync) subscribes to juliet → pending → the slixmpp client

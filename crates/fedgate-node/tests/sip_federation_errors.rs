@@ -21,12 +21,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{login, logs, scenario, sip_addr, start};
+use common::{login, scenario, sip_addr, start};
 use fedgate_node::config::{NodeConfig, SipTransportKind};
 use fedgate_node::core::Node;
-use fedgate_testkit::{
-    SLIXMPP, SipTransport as SippTransport, Sipp, SippResult, XmppClient, field, peers_or_skip,
-};
+use fedgate_testkit::{SipTransport as SippTransport, Sipp, SippResult, XmppClient, field};
 
 const A: (&str, Ipv4Addr) = ("fedgate-a.test", Ipv4Addr::new(127, 0, 0, 10));
 /// One client wait.
@@ -100,8 +98,7 @@ fn run_uac(name: &'static str, to: SocketAddr) -> tokio::task::JoinHandle<SippRe
 }
 
 fn skip() -> bool {
-    logs();
-    !peers_or_skip(&["sipp", SLIXMPP])
+    common::sip_peers_missing()
 }
 
 /// RFC 7247 §6.1 / RFC 7572: juliet is offline and her offline queue takes one

@@ -14,15 +14,7 @@ use fedgate_sip_txn::*;
 const LINK: Flow = Flow::new(7, TransportKind::Tls);
 
 fn ua(domain: &'static str, seed: u64, transport: TransportKind) -> UserAgent {
-    let ep = EndpointConfig::with_domain(domain, seed);
-    let contact = address(&format!(
-        "<sip:{domain}:5061;transport={}>",
-        transport.via_token().to_ascii_lowercase()
-    ))
-    .expect("contact");
-    let mut c = UaConfig::new(ep, contact);
-    c.sdp_host = domain.into();
-    UserAgent::new(c)
+    ua_with(domain, seed, transport, false)
 }
 
 /// Two UAs and a wire between them. `log` records every message that crossed.

@@ -15,16 +15,7 @@ use fedgate_sip_txn::ua::address;
 use fedgate_sip_txn::*;
 
 fn ua(domain: &'static str, seed: u64, transport: TransportKind, answers: bool) -> UserAgent {
-    let ep = EndpointConfig::with_domain(domain, seed);
-    let contact = address(&format!(
-        "<sip:{domain}:5061;transport={}>",
-        transport.via_token().to_ascii_lowercase()
-    ))
-    .expect("contact");
-    let mut c = UaConfig::new(ep, contact);
-    c.sdp_host = domain.into();
-    c.app_answers_messages = answers;
-    UserAgent::new(c)
+    ua_with(domain, seed, transport, answers)
 }
 
 /// A (fabrikam, sends) and B (contoso, the application answers) and the wire.

@@ -17,6 +17,9 @@
 //! still delivered and the user's own stanzas to it are not refused (§3.4, §3.5): a
 //! polite block must not show, and a denied subscription does not end a chat.
 //!
+//! Limits: at most 64 items per command and 1,000 entries per list
+//! (`policy-violation` beyond).
+//!
 //! `<blocklist/>` answers the list and marks the session for pushes; `<block/>` and
 //! `<unblock/>` (no item: the whole list) answer a result and push the change to the
 //! user's sessions that asked for the list (§3.3). Server features are answered to a
@@ -25,6 +28,12 @@
 use super::*;
 
 pub(super) const BLOCKING_NS: &str = "urn:xmpp:blocking";
+/// Items in one `<block/>` or `<unblock/>` (each is a store write): more is refused
+/// with `policy-violation`.
+const MAX_ITEMS: usize = 64;
+/// Entries in one user's block list: a block that would go past it is refused with
+/// `policy-violation` (the list lives in memory and in the store).
+const MAX_BLOCKED: usize = 1000;
 const DISCO_INFO_NS: &str = "http://jabber.org/protocol/disco#info";
 
 /// What a client's `<item jid=…/>` names.
@@ -150,6 +159,9 @@ impl Router {
         let Some(cmd) = el.elements().find(|c| c.ns() == BLOCKING_NS) else {
             return self.iq_error_to_self(ctx, el, Cond::BadRequest);
         };
+        if cmd.elements().filter(|c| c.is("item", BLOCKING_NS)).count() > MAX_ITEMS {
+            return self.iq_error_to_self(ctx, el, Cond::PolicyViolation);
+        }
         let mut targets = Vec::new();
         for item in cmd.elements().filter(|c| c.is("item", BLOCKING_NS)) {
             let Some(t) = item.attr("jid").and_then(target_of) else {
@@ -176,6 +188,15 @@ impl Router {
                 return self.iq_error_to_self(ctx, el, Cond::BadRequest);
             }
             targets = self.blocked_targets(&u); // unblock everything
+        }
+        if block {
+            let mut after = self.blocked_targets(&u);
+            after.extend(targets.iter().cloned());
+            after.sort();
+            after.dedup();
+            if after.len() > MAX_BLOCKED {
+                return self.iq_error_to_self(ctx, el, Cond::PolicyViolation);
+            }
         }
         // A contact the user had approved (the roster says it is subscribed) gets its
         // allow back on unblock: a block replaced that rule.

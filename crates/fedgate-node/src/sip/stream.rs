@@ -248,7 +248,9 @@ async fn run_inner<S: AsyncRead + AsyncWrite + Unpin>(
                             }
                         }
                         try_close!(write_all(io, &out_buf, wt).await);
-                        if out_buf.capacity() > 4 * WRITE_BATCH {
+                        // An idle connection keeps no batch buffer beyond a read chunk
+                        // (memory per idle connection).
+                        if out_buf.capacity() > chunk {
                             out_buf = BytesMut::new();
                         }
                     }

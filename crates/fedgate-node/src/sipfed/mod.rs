@@ -252,8 +252,8 @@ struct State {
     /// router sends right after the approval (at most [`ACTIVATION_GRACE`]).
     activations: HashSet<SubscriptionId>,
     /// Watcher subscriptions whose dialog is in the store, with its key there
-    /// ([`resume`]).
-    stored_watchers: HashMap<SubscriptionId, String>,
+    /// ([`resume`]), and when it was last written.
+    stored_watchers: HashMap<SubscriptionId, (String, std::time::Instant)>,
 }
 
 /// How long an approved watcher's first `active` NOTIFY waits for the user's presence

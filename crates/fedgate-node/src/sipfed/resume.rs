@@ -56,8 +56,21 @@ fn watcher_pair(shared: &Shared, sub: SubscriptionId) -> Option<super::Pair> {
         .map(|w| w.pair.clone())
 }
 
+/// A refresh within this time of the last write is not written again (a peer that
+/// refreshes in a loop must not turn each SUBSCRIBE into a store write). The record
+/// then holds an expiry up to this much early, and a restored subscription's CSeq
+/// still skips [`RESTORE_CSEQ_GAP`](fedgate_sip_txn::ua::RESTORE_CSEQ_GAP) numbers.
+const REWRITE_AFTER: Duration = Duration::from_secs(60);
+
 /// Writes watcher `sub`'s dialog (after its acceptance and each refresh).
 pub(super) async fn store_watcher(shared: &Arc<Shared>, sub: SubscriptionId) {
+    let recent = lock(&shared.state)
+        .stored_watchers
+        .get(&sub)
+        .is_some_and(|(_, at)| at.elapsed() < REWRITE_AFTER);
+    if recent {
+        return;
+    }
     let Some(pair) = watcher_pair(shared, sub) else {
         return;
     };
@@ -87,7 +100,9 @@ pub(super) async fn store_watcher(shared: &Arc<Shared>, sub: SubscriptionId) {
     };
     match r {
         Ok(()) => {
-            lock(&shared.state).stored_watchers.insert(sub, id);
+            lock(&shared.state)
+                .stored_watchers
+                .insert(sub, (id, std::time::Instant::now()));
         }
         Err(e) => tracing::warn!(error = %e, "sip gateway: watcher dialog not stored"),
     }
@@ -95,7 +110,7 @@ pub(super) async fn store_watcher(shared: &Arc<Shared>, sub: SubscriptionId) {
 
 /// Deletes the stored dialog of a watcher subscription that ended.
 pub(super) async fn forget_watcher(shared: &Arc<Shared>, sub: SubscriptionId) {
-    let Some(id) = lock(&shared.state).stored_watchers.remove(&sub) else {
+    let Some((id, _)) = lock(&shared.state).stored_watchers.remove(&sub) else {
         return;
     };
     delete(shared, id).await;
@@ -219,7 +234,8 @@ async fn restore_one(
                 accepted: true,
             },
         );
-        st.stored_watchers.insert(sub, key);
+        st.stored_watchers
+            .insert(sub, (key, std::time::Instant::now()));
     }
     tracing::debug!(local = %pair.0, watcher = %pair.1, ?format, "sip gateway: watcher subscription restored");
     // As for a new SUBSCRIBE: the router answers `subscribed` (then the presence this

@@ -56,6 +56,13 @@ pub fn scenario(name: &str) -> PathBuf {
 }
 
 /// Logs to the test output with `RUST_LOG` (e.g. `fedgate_node=debug`).
+/// Logs on, and whether SIPp or slixmpp is missing (the test then returns: skipped
+/// with a line on stderr, or failed under `FEDGATE_REQUIRE_PEERS=1`, as in CI).
+pub fn sip_peers_missing() -> bool {
+    logs();
+    !fedgate_testkit::peers_or_skip(&["sipp", fedgate_testkit::SLIXMPP])
+}
+
 pub fn logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -3,6 +3,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fedgate_sip::Message;
+use fedgate_sip_txn::ua::address;
+use fedgate_sip_txn::{EndpointConfig, TransportKind, UaConfig, UserAgent};
 
 pub fn msg(text: &str) -> Message {
     let t = text.replace('\n', "\r\n");
@@ -49,4 +51,24 @@ Content-Length: 0
 pub fn resp(req: &Message, code: u16) -> Message {
     let tag = Bytes::from_static(b"b1");
     fedgate_sip_txn::util::response_to(req, code, Some(&tag))
+}
+
+/// A user agent for `domain` (Contact on 5061 with `transport`), the application
+/// answering in-session MESSAGEs itself when `answers`.
+pub fn ua_with(
+    domain: &'static str,
+    seed: u64,
+    transport: TransportKind,
+    answers: bool,
+) -> UserAgent {
+    let ep = EndpointConfig::with_domain(domain, seed);
+    let contact = address(&format!(
+        "<sip:{domain}:5061;transport={}>",
+        transport.via_token().to_ascii_lowercase()
+    ))
+    .expect("contact");
+    let mut c = UaConfig::new(ep, contact);
+    c.sdp_host = domain.into();
+    c.app_answers_messages = answers;
+    UserAgent::new(c)
 }
